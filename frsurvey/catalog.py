@@ -1,0 +1,523 @@
+"""Catalogs in and out: reading tables, finding positions, writing results.
+
+The input table is never altered: :func:`add_results` returns a copy with
+frsurvey's columns appended (or replaced, when a table is classified again)
+and provenance in its ``meta``; :func:`write_catalog` writes it as a
+VOTable, FITS table, ECSV or CSV file, atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.table import Column, MaskedColumn, Table
+
+from .status import Status
+
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "CatalogError",
+    "NoPositionColumnsError",
+    "add_results",
+    "find_position_columns",
+    "format_from_path",
+    "parse_positions",
+    "read_catalog",
+    "write_catalog",
+]
+
+log = logging.getLogger(__name__)
+
+#: Names, UCDs and descriptions of the columns frsurvey adds.
+OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
+    "FR_CLASS": {
+        "ucd": "src.morph.type",
+        "description": "Fanaroff-Riley class predicted by frsurvey (FRI or FRII; empty when not classified)",
+    },
+    "P_FRI": {
+        "ucd": "stat.probability",
+        "description": "Calibrated probability that the source is FRI (NaN when not classified)",
+    },
+    "P_FRII": {
+        "ucd": "stat.probability",
+        "description": "Calibrated probability that the source is FRII, 1 - P_FRI (NaN when not classified)",
+    },
+    "FR_UNCERTAINTY": {
+        "ucd": "stat.stdev;stat.probability",
+        "description": "Standard deviation of P_FRII over the 8 rotations and flips of the image "
+        "(NaN when not classified)",
+    },
+    "FR_STATUS": {
+        "ucd": "meta.code.status",
+        "description": "What happened to this row: ok, or why it has no classification (see the frsurvey README)",
+    },
+}
+
+#: Keys of the provenance written into table metadata, with their meaning.
+PROVENANCE_KEYS: dict[str, str] = {
+    "FRS_VER": "frsurvey version that wrote the FR_ columns",
+    "FRS_MOD": "model name (architecture and training tag)",
+    "FRS_MSHA": "sha256 of the model checkpoint file",
+    "FRS_PREP": "image preprocessing (name and version)",
+    "FRS_SRC": "image source the cutouts came from",
+    "FRS_DATE": "UTC date and time of the classification",
+    "FRS_STAT": "count of rows for each FR_STATUS",
+}
+
+_FORMATS = {
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fts": "fits",
+    ".fits.gz": "fits",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".votable": "votable",
+    ".ecsv": "ecsv",
+    ".csv": "csv",
+}
+_ASTROPY_FORMAT = {"fits": "fits", "votable": "votable", "ecsv": "ascii.ecsv", "csv": "ascii.csv"}
+
+_RA_NAMES = [
+    "ra",
+    "raj2000",
+    "_raj2000",
+    "ra_j2000",
+    "ra2000",
+    "ra_deg",
+    "radeg",
+    "ra_d",
+    "ra_icrs",
+    "alpha_j2000",
+    "alpha",
+    "right_ascension",
+    "ra_hms",
+]
+_DEC_NAMES = [
+    "dec",
+    "dej2000",
+    "decj2000",
+    "_dej2000",
+    "dec_j2000",
+    "de_j2000",
+    "dec2000",
+    "dec_deg",
+    "decdeg",
+    "dec_d",
+    "de_icrs",
+    "dec_icrs",
+    "delta_j2000",
+    "delta",
+    "declination",
+    "dec_dms",
+]
+
+
+class CatalogError(ValueError):
+    """Raised when a catalog cannot be read or written as asked."""
+
+
+class NoPositionColumnsError(CatalogError):
+    """Raised when no right ascension / declination columns can be found."""
+
+
+def format_from_path(path: str | os.PathLike, format: str | None = None) -> str:
+    """Return the catalog format (``fits``, ``votable``, ``ecsv`` or ``csv``) for ``path``.
+
+    ``format`` forces the answer; otherwise the file name's extension decides.
+
+    Raises
+    ------
+    CatalogError
+        If the format is unknown or cannot be told from the extension.
+    """
+    if format is not None:
+        key = format.lower().lstrip(".")
+        key = {"vot": "votable", "xml": "votable", "fit": "fits", "ascii.ecsv": "ecsv", "ascii.csv": "csv"}.get(
+            key, key
+        )
+        if key not in _ASTROPY_FORMAT:
+            raise CatalogError(f"unknown catalog format {format!r}; use one of {sorted(_ASTROPY_FORMAT)}")
+        return key
+    name = str(path).lower()
+    for ext in sorted(_FORMATS, key=len, reverse=True):
+        if name.endswith(ext):
+            return _FORMATS[ext]
+    raise CatalogError(
+        f"cannot tell the catalog format of {str(path)!r} from its extension; "
+        f"use one of {sorted(_FORMATS)} or give the format explicitly (--format)"
+    )
+
+
+def read_catalog(path: str | os.PathLike, format: str | None = None, table: int | None = None) -> Table:
+    """Return the table stored in a catalog file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A FITS binary table, VOTable, ECSV or CSV file.
+    format : str, optional
+        Force the format instead of reading it from the extension.
+    table : int, optional
+        Which table to read, counting from 0, in files holding several
+        (VOTable TABLE elements, FITS table extensions). Default: the first.
+
+    Returns
+    -------
+    astropy.table.Table
+        The table with its column units, descriptions and UCDs (the latter in
+        ``column.meta['ucd']``, also for FITS files carrying ``TUCDn``).
+        ``meta['frsurvey_table_note']`` says which table was read when the
+        file holds several.
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing, unreadable or does not hold the table asked for.
+    """
+    path = Path(path)
+    fmt = format_from_path(path, format)
+    if not path.exists():
+        raise CatalogError(f"catalog {str(path)!r} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "votable":
+                result = _read_votable(path, table)
+            elif fmt == "fits":
+                result = _read_fits_table(path, table)
+            else:
+                result = Table.read(path, format=_ASTROPY_FORMAT[fmt])
+    except CatalogError:
+        raise
+    except Exception as exc:  # astropy raises many types for unreadable input
+        raise CatalogError(f"cannot read {str(path)!r} as {fmt}: {exc}") from exc
+    return result
+
+
+def _read_votable(path: Path, index: int | None) -> Table:
+    from astropy.io import votable
+
+    vot = votable.parse(str(path), verify="ignore")
+    tables = list(vot.iter_tables())
+    if not tables:
+        raise CatalogError(f"{str(path)!r} holds no TABLE element")
+    i = 0 if index is None else index
+    if not 0 <= i < len(tables):
+        raise CatalogError(f"{str(path)!r} holds {len(tables)} tables; table {i} does not exist")
+    result = tables[i].to_table(use_names_over_ids=True)
+    if len(tables) > 1:
+        name = tables[i].name or tables[i].ID or ""
+        note = f"read table {i} {name!r} of {len(tables)} in the file"
+        result.meta["frsurvey_table_note"] = note
+        log.warning("%s: %s (choose another with --table)", path, note)
+    for col in result.itercols():
+        if col.unit is not None and isinstance(col.unit, u.UnrecognizedUnit):
+            log.debug("column %s has a unit astropy does not know: %s", col.name, col.unit)
+    return result
+
+
+def _read_fits_table(path: Path, index: int | None) -> Table:
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        tabs = [i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
+        if not tabs:
+            raise CatalogError(f"{str(path)!r} holds no FITS table extension")
+        i = 0 if index is None else index
+        if not 0 <= i < len(tabs):
+            raise CatalogError(f"{str(path)!r} holds {len(tabs)} tables; table {i} does not exist")
+        hdu = hdul[tabs[i]]
+        result = Table.read(hdu)
+        header = hdu.header
+        for n, col in enumerate(result.itercols(), start=1):
+            ucd = header.get(f"TUCD{n}")
+            if ucd:
+                col.meta["ucd"] = str(ucd)
+            comm = header.get(f"TCOMM{n}")
+            if comm and not col.description:
+                col.description = str(comm)
+        if len(tabs) > 1:
+            note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
+            result.meta["frsurvey_table_note"] = note
+            log.warning("%s: %s (choose another with --table)", path, note)
+    return result
+
+
+def _ucd_words(col: Column) -> list[str]:
+    ucd = str(col.meta.get("ucd", "") or "").lower()
+    return [w.strip() for w in ucd.split(";") if w.strip()]
+
+
+def find_position_columns(table: Table, ra_col: str | None = None, dec_col: str | None = None) -> tuple[str, str]:
+    """Return the names of the right ascension and declination columns of ``table``.
+
+    The columns are, in order of preference: those given; those whose UCD is
+    ``pos.eq.ra;meta.main`` / ``pos.eq.dec;meta.main``; the only ``pos.eq.ra``
+    / ``pos.eq.dec`` columns; the first columns with a usual name (``RA``,
+    ``RAJ2000``, ``RA_deg``, ``ALPHA_J2000``, ... compared without case).
+
+    Raises
+    ------
+    NoPositionColumnsError
+        If a given column does not exist or no pair can be found; the message
+        lists the table's columns.
+    """
+    names = list(table.colnames)
+    listing = ", ".join(names) if names else "(none)"
+    for given in (ra_col, dec_col):
+        if given is not None and given not in names:
+            raise NoPositionColumnsError(f"column {given!r} is not in the catalog; its columns are: {listing}")
+
+    def by_ucd(axis: str) -> str | None:
+        main = [n for n in names if axis in _ucd_words(table[n]) and "meta.main" in _ucd_words(table[n])]
+        if main:
+            return main[0]
+        anyucd = [n for n in names if axis in _ucd_words(table[n])]
+        return anyucd[0] if len(anyucd) == 1 else None
+
+    def by_name(candidates: list[str]) -> str | None:
+        lower = {n.lower(): n for n in reversed(names)}
+        for c in candidates:
+            if c in lower:
+                return lower[c]
+        return None
+
+    ra = ra_col or by_ucd("pos.eq.ra") or by_name(_RA_NAMES)
+    dec = dec_col or by_ucd("pos.eq.dec") or by_name(_DEC_NAMES)
+    if ra is None or dec is None:
+        missing = " and ".join(w for w, c in (("right ascension", ra), ("declination", dec)) if c is None)
+        raise NoPositionColumnsError(
+            f"cannot find the {missing} column: no column has the UCD pos.eq.ra/pos.eq.dec or a usual name "
+            f"(RA, RAJ2000, RA_deg, ALPHA_J2000, DEC, DEJ2000, ...); the catalog's columns are: {listing}. "
+            "Name them with --ra-col and --dec-col."
+        )
+    return ra, dec
+
+
+_SEXA = re.compile(
+    r"^\s*([+-])?\s*(\d{1,3})(?:\s*[:hd\s]\s*|°\s*)(\d{1,2})(?:\s*[:m'\s]\s*|′\s*)(\d{1,2}(?:\.\d*)?)\s*[s\"″]?\s*$",
+    re.IGNORECASE,
+)
+_DECIMAL = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _parse_angle(text: str, hours: bool) -> float:
+    """Return degrees for one sexagesimal or decimal string, or NaN."""
+    if _DECIMAL.match(text):
+        return float(text)
+    m = _SEXA.match(text)
+    if not m:
+        return np.nan
+    sign, a, b, c = m.groups()
+    a, b, c = int(a), int(b), float(c)
+    if b >= 60 or c >= 60 or (hours and (sign == "-" or a >= 24)):
+        return np.nan
+    value = a + b / 60.0 + c / 3600.0
+    value = value * 15.0 if hours else value
+    return -value if sign == "-" else value
+
+
+def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return (degrees, unparsable) for one column; masked/blank/NaN give NaN."""
+    n = len(col)
+    mask = np.zeros(n, dtype=bool)
+    if isinstance(col, MaskedColumn) or hasattr(col, "mask"):
+        mask = np.asarray(np.ma.getmaskarray(col), dtype=bool)
+    data = np.ma.getdata(col)
+    unparsable = np.zeros(n, dtype=bool)
+    if data.dtype.kind in "fiu":
+        values = data.astype(np.float64)
+        unit = col.unit
+        if unit is not None:
+            try:
+                values = (values * u.Unit(unit)).to_value(u.deg)
+            except (u.UnitConversionError, ValueError, TypeError):
+                log.warning("column %s has unit %s, not an angle: taking its values as degrees", col.name, unit)
+    elif data.dtype.kind in "USO":
+        values = np.full(n, np.nan)
+        for i, item in enumerate(data):
+            if mask[i]:
+                continue
+            if isinstance(item, bytes):
+                item = item.decode("utf-8", "replace")
+            text = str(item).strip()
+            if not text or text.lower() in {"nan", "--", "null", "none"}:
+                continue
+            values[i] = _parse_angle(text, hours_if_sexagesimal and not _DECIMAL.match(text))
+            unparsable[i] = np.isnan(values[i])
+    else:
+        raise CatalogError(f"column {col.name!r} has type {data.dtype}, which is not a position")
+    values = np.where(mask, np.nan, values)
+    return values, unparsable
+
+
+def parse_positions(table: Table, ra_col: str, dec_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return right ascension and declination in degrees, and a status per row.
+
+    Numeric columns are taken in their unit (degrees when they have none);
+    strings may be decimal degrees or sexagesimal (``hh:mm:ss.s`` /
+    ``±dd:mm:ss``, with colons, spaces or ``h m s`` / ``d m s`` letters), right
+    ascension in hours when sexagesimal. Right ascensions outside [0, 360) are
+    wrapped into it.
+
+    Returns
+    -------
+    ra, dec : numpy.ndarray
+        float64 degrees, NaN where the row has no usable position.
+    status : numpy.ndarray
+        ``Status.OK`` or ``Status.BAD_POSITION`` per row (object array of str).
+    """
+    ra, ra_bad = _column_degrees(table[ra_col], hours_if_sexagesimal=True)
+    dec, dec_bad = _column_degrees(table[dec_col], hours_if_sexagesimal=False)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
+    ra = np.where(good, np.mod(ra, 360.0), np.nan)
+    dec = np.where(good, dec, np.nan)
+    status = np.where(good, Status.OK, Status.BAD_POSITION).astype(object)
+    nbad = int((~good).sum())
+    if nbad:
+        log.warning(
+            "%d row(s) have no usable position (blank, NaN, unparsable%s or |Dec| > 90): FR_STATUS=%s",
+            nbad,
+            f" [{int((ra_bad | dec_bad).sum())} unparsable]" if (ra_bad | dec_bad).any() else "",
+            Status.BAD_POSITION,
+        )
+    return ra, dec, status
+
+
+def add_results(
+    table: Table,
+    fr_class: np.ndarray,
+    p_fri: np.ndarray,
+    status: np.ndarray,
+    uncertainty: np.ndarray | None = None,
+    provenance: Mapping[str, str] | None = None,
+) -> Table:
+    """Return a copy of ``table`` with the FR_ columns and provenance added.
+
+    Columns of ``table`` that already carry frsurvey's names (an earlier run)
+    are replaced, and a warning says so; every other column, its values,
+    unit, description and UCD, is kept unchanged and in place.
+    """
+    out = table.copy(copy_data=True)
+    existing = [c for c in OUTPUT_COLUMNS if c in out.colnames]
+    if existing:
+        log.warning("the catalog already has %s (an earlier run?): replacing them", ", ".join(existing))
+        out.remove_columns(existing)
+    for key in PROVENANCE_KEYS:
+        out.meta.pop(key, None)
+    n = len(out)
+    p_fri = np.asarray(p_fri, dtype=np.float64).reshape(n)
+    cols = {
+        "FR_CLASS": np.asarray(fr_class, dtype="U4").reshape(n),
+        "P_FRI": p_fri,
+        "P_FRII": np.where(np.isnan(p_fri), np.nan, 1.0 - p_fri),
+    }
+    if uncertainty is not None:
+        cols["FR_UNCERTAINTY"] = np.asarray(uncertainty, dtype=np.float64).reshape(n)
+    width = max([12] + [len(str(s)) for s in status])
+    cols["FR_STATUS"] = np.asarray(status, dtype=f"U{width}").reshape(n)
+    for name, values in cols.items():
+        spec = OUTPUT_COLUMNS[name]
+        unit = u.dimensionless_unscaled if values.dtype.kind == "f" else None
+        col = Column(values, name=name, unit=unit, description=spec["description"])
+        col.meta["ucd"] = spec["ucd"]
+        out.add_column(col)
+    if provenance:
+        out.meta.update({k: str(v) for k, v in provenance.items()})
+    return out
+
+
+def write_catalog(table: Table, path: str | os.PathLike, format: str | None = None, overwrite: bool = True) -> Path:
+    """Write ``table`` to ``path`` atomically and return the path.
+
+    The format comes from the extension (``.vot``/``.xml`` VOTable, ``.fits``
+    FITS binary table, ``.ecsv``, ``.csv``) unless ``format`` is given. The
+    file is written beside its destination under a temporary name and then
+    renamed, so that ``path`` is never left half written. VOTables carry the
+    provenance as INFO elements and UCDs, units and descriptions on every
+    column; FITS tables carry ``TUCDn``/``TCOMMn`` and the provenance as
+    header keywords; ECSV keeps everything; CSV keeps values only.
+
+    Raises
+    ------
+    CatalogError
+        If the format is unknown, or ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    fmt = format_from_path(path, format)
+    if path.exists() and not overwrite:
+        raise CatalogError(f"{str(path)!r} exists; not overwriting it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "votable":
+                _write_votable(table, tmp)
+            elif fmt == "fits":
+                _write_fits(table, tmp)
+            else:
+                table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _provenance_items(table: Table) -> list[tuple[str, str, str]]:
+    return [(k, str(table.meta[k]), PROVENANCE_KEYS[k]) for k in PROVENANCE_KEYS if k in table.meta]
+
+
+def _write_votable(table: Table, path: str) -> None:
+    from astropy.io.votable.tree import Info, VOTableFile
+
+    plain = table.copy(copy_data=False)
+    for key in list(plain.meta):
+        plain.meta.pop(key)
+    vot = VOTableFile.from_table(plain)
+    resource = vot.resources[0]
+    for key, value, meaning in _provenance_items(table):
+        info = Info(name=key, value=value)
+        info.content = meaning
+        resource.infos.append(info)
+    for key, value in table.meta.items():
+        if key in PROVENANCE_KEYS or not isinstance(value, (str, int, float)):
+            continue
+        resource.infos.append(Info(name=str(key), value=str(value)))
+    vot.to_xml(path)
+
+
+def _write_fits(table: Table, path: str) -> None:
+    from astropy.io import fits
+
+    plain = table.copy(copy_data=False)
+    for key in list(plain.meta):
+        if key in PROVENANCE_KEYS or not isinstance(plain.meta[key], (str, int, float, bool)):
+            plain.meta.pop(key)
+    hdu = fits.table_to_hdu(plain)
+    header = hdu.header
+    for n, col in enumerate(table.itercols(), start=1):
+        ucd = col.meta.get("ucd")
+        if ucd:
+            header[f"TUCD{n}"] = (str(ucd), f"UCD of {col.name}"[:46])
+        if col.description:
+            header[f"TCOMM{n}"] = _fits_text(col.description)
+    for key, value, meaning in _provenance_items(table):
+        header[key] = (_fits_text(value), meaning)
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+
+
+def _fits_text(text: str) -> str:
+    # FITS header values are printable ASCII.
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in str(text))

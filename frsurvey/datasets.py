@@ -1,0 +1,252 @@
+"""Datasets: FRDEEP-F, and labeled catalogs seen through an image source.
+
+Both give ``(image, target)`` pairs of canonical 150x150 uint8 images (see
+:mod:`frsurvey.preprocess`) and class indices (0 = FRI, 1 = FRII), like
+torchvision's datasets; ``transform`` and ``target_transform`` apply on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .preprocess import CROP_SIZE, circle_mask
+
+__all__ = ["FRDEEPF", "DatasetIntegrityError", "md5sum"]
+
+log = logging.getLogger(__name__)
+
+
+class DatasetIntegrityError(RuntimeError):
+    """Raised when a dataset file is missing or does not match its published checksum."""
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    """Return the md5 hex digest of a file."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickle CIFAR-style batches, allowing numpy arrays and strings only."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+
+
+def _load_batch(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return _BatchUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
+
+
+class FRDEEPF(Dataset):
+    """The FRDEEP-F dataset of FIRST FRI/FRII images (Tang, Scaife & Leahy 2019).
+
+    550 training and 50 test images, 150x150, made by the canonical FIRST
+    preprocessing but without its circular mask: the mask is applied here
+    (``mask=True``) so that the images are exactly what :func:`preprocess_first`
+    makes.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Directory holding (or to receive) ``FIRST_PNG_dataset/``.
+    train : bool
+        The 550 training images if True, else the 50 test images.
+    transform, target_transform : callable, optional
+        Applied to the uint8 ``(150, 150)`` image and to the class index.
+    download : bool
+        Fetch and unpack the archive from ``url`` when the files are not in
+        ``root`` already (an integrity check decides).
+    url : str, optional
+        Where to fetch the archive: ``http(s)://``, ``file://`` or a local
+        path. Default: the authors' published address.
+    mask : bool
+        Apply the inscribed-circle mask of the canonical preprocessing.
+
+    Raises
+    ------
+    DatasetIntegrityError
+        If a file is missing or its md5 differs from the published one; a
+        corrupt file is never unpickled.
+    """
+
+    base_folder = "FIRST_PNG_dataset"
+    url = "http://www.jb.man.ac.uk/research/ascaife/FIRST_PNG_dataset.tar.gz"
+    filename = "FIRST_PNG_dataset.tar.gz"
+    tgz_md5 = "2f39461e6c62fb45289559915106013a"
+    train_list = [
+        ("data_batch_1", "f34da44757c7fa3f6e6cd3d0839a4634"),
+        ("data_batch_2", "f56cda0d9a99305fee2bad7de0560f95"),
+        ("data_batch_3", "93265dd849331af4e1b092f74b06450b"),
+        ("data_batch_4", "0de8f4c18b775251f4e553e2990cd446"),
+        ("data_batch_5", "c6aa87400a1be6007da7cfcefd2c3e5c"),
+        ("data_batch_6", "cebd3fdea93abbc048a3a4d5e58528e0"),
+        ("data_batch_7", "49497445e9380f157e78cf8d74fca1eb"),
+        ("data_batch_8", "88e298eed2d87bbdddad83fef1482723"),
+        ("data_batch_9", "8c40117dbf4d456e63a8a665b245aa63"),
+        ("data_batch_10", "f24d110cc5811ba4651630b9ee9b2989"),
+        ("data_batch_11", "b843dc3b7f48606235029f135d41c85e"),
+    ]
+    test_list = [("test_batch", "4e06889b1e7713deb46e62887eb37727")]
+    meta = {"filename": "batches.meta", "key": "label_names", "md5": "655493bdee948954f3939727b3f9e735"}
+    classes = ["FRI", "FRII"]
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        url: str | None = None,
+        mask: bool = True,
+    ) -> None:
+        self.root = Path(os.path.expanduser(root))
+        self.train = train
+        self.transform = transform
+        self.target_transform = target_transform
+        if url is not None:
+            self.url = url
+        if download:
+            self.download()
+        self.check_integrity()
+        files = self.train_list if train else self.test_list
+        data, targets, names = [], [], []
+        for name, _ in files:
+            entry = _load_batch(self.root / self.base_folder / name)
+            data.extend(np.asarray(a, dtype=np.uint8).reshape(CROP_SIZE, CROP_SIZE) for a in entry["data"])
+            targets.extend(int(t) for t in entry["labels"])
+            names.extend(f"{name}/{n}" for n in entry["filenames"])
+        self.data = np.stack(data)
+        if mask:
+            self.data[:, ~circle_mask()] = 0
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.names = names
+        label_names = _load_batch(self.root / self.base_folder / self.meta["filename"])[self.meta["key"]]
+        if list(label_names) != self.classes:
+            raise DatasetIntegrityError(f"FRDEEP-F label names are {label_names}, expected {self.classes}")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        img, target = self.data[index], int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return f"FRDEEPF(root={str(self.root)!r}, split={split!r}, n={len(self)})"
+
+    @classmethod
+    def files(cls) -> list[tuple[str, str]]:
+        """Return ``(name, md5)`` of every file of the unpacked dataset."""
+        return [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+
+    def check_integrity(self) -> None:
+        """Check that every file is present with its published md5.
+
+        Raises
+        ------
+        DatasetIntegrityError
+            Naming the first missing or corrupt file and what to do about it.
+        """
+        folder = self.root / self.base_folder
+        for name, md5 in self.files():
+            path = folder / name
+            if not path.is_file():
+                raise DatasetIntegrityError(
+                    f"FRDEEP-F file {str(path)!r} is missing; use download=True (frsurvey train --download) "
+                    f"or install the archive from a local copy"
+                )
+            got = md5sum(path)
+            if got != md5:
+                raise DatasetIntegrityError(
+                    f"FRDEEP-F file {str(path)!r} is corrupt: md5 {got}, published {md5}; delete "
+                    f"{str(folder)!r} and download it again"
+                )
+
+    def _is_intact(self) -> bool:
+        try:
+            self.check_integrity()
+        except DatasetIntegrityError:
+            return False
+        return True
+
+    def download(self) -> None:
+        """Fetch the archive from :attr:`url`, check its md5 and unpack it into ``root``.
+
+        Does nothing when the unpacked files are already intact. ``url`` may
+        be ``http(s)://``, ``file://`` or a plain path to a local copy.
+        """
+        if self._is_intact():
+            log.info("FRDEEP-F already in %s and verified", self.root)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        archive = self.root / self.filename
+        if not (archive.is_file() and md5sum(archive) == self.tgz_md5):
+            _fetch(self.url, archive)
+        got = md5sum(archive)
+        if got != self.tgz_md5:
+            archive.unlink(missing_ok=True)
+            raise DatasetIntegrityError(
+                f"the archive from {self.url} has md5 {got}, not the published {self.tgz_md5}; removed it"
+            )
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(self.base_folder)]
+            tar.extractall(self.root, members=members, filter="data")
+        self.check_integrity()
+
+
+def _fetch(url: str, dest: Path) -> None:
+    """Copy ``url`` (http(s), file:// or a path) to ``dest`` atomically."""
+    parsed = urllib.parse.urlparse(url)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if parsed.scheme in ("http", "https"):
+                log.info("downloading %s", url)
+                with urllib.request.urlopen(url, timeout=60) as resp:
+                    shutil.copyfileobj(resp, out)
+            else:
+                src = urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url
+                if not Path(src).is_file():
+                    raise DatasetIntegrityError(f"no FRDEEP-F archive at {url!r}")
+                with open(src, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

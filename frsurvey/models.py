@@ -1,0 +1,359 @@
+"""Network architectures by name, and checkpoints with their model card.
+
+A checkpoint is a plain ``torch.save`` of ``{"format": ..., "card": dict,
+"state_dict": dict}`` holding only tensors, strings and numbers, so that it
+loads with ``torch.load(weights_only=True)``: no pickled code is ever run.
+The card says what the model is (architecture, classes, the preprocessing it
+expects, the data it was trained on, its metrics, calibration, seeds and
+package versions) and carries the sha256 of the weights, checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .preprocess import CROP_SIZE, PREPROCESSING, PREPROCESSING_VERSION
+
+__all__ = [
+    "ARCHITECTURES",
+    "CLASSES",
+    "CheckpointError",
+    "FRClassifier",
+    "build_model",
+    "default_model_path",
+    "dihedral",
+    "file_sha256",
+    "load_model",
+    "save_model",
+]
+
+#: Class names, in the order of the network's outputs (FRDEEP-F's labels).
+CLASSES = ("FRI", "FRII")
+#: Version of the checkpoint layout.
+CHECKPOINT_FORMAT = "frsurvey-checkpoint-1"
+#: File name of the shipped model.
+DEFAULT_MODEL_NAME = "frsurvey-default.pt"
+
+
+class CheckpointError(ValueError):
+    """Raised when a checkpoint is missing, corrupt, tampered or made for other inputs."""
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Return ``x`` (``..., H, W``) under the ``k``-th of the 8 dihedral transforms.
+
+    ``k`` in 0..3 rotates by ``k`` x 90 degrees; 4..7 mirror first. The
+    inscribed circle of a square image maps onto itself under all eight.
+    """
+    if k >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+class LeNet(nn.Module):
+    """The seed tutorial's network: conv 5x5 (6, then 16 filters), each with
+    ReLU and 2x2 max-pooling, then fully connected 120, 84, and the classes."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        side = ((CROP_SIZE - 4) // 2 - 4) // 2
+        self.fc1 = nn.Linear(16 * side * side, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def _block(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """A small modern CNN: five conv-BN-ReLU stages, max-pooling, global
+    average pooling, dropout and a linear head. ``width`` scales the channels."""
+
+    def __init__(self, num_classes: int = 2, width: int = 16, dropout: float = 0.3) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *_block(1, w, 5),
+            nn.MaxPool2d(2),  # 75
+            *_block(w, 2 * w),
+            nn.MaxPool2d(2),  # 37
+            *_block(2 * w, 4 * w),
+            nn.MaxPool2d(2),  # 18
+            *_block(4 * w, 4 * w),
+            nn.MaxPool2d(2),  # 9
+            *_block(4 * w, 8 * w),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _resnet18(num_classes: int = 2) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=num_classes)
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+class D4Average(nn.Module):
+    """Wrap a network so that it averages its logits over the 8 dihedral
+    transforms of the input: its output is exactly invariant to rotations by
+    multiples of 90 degrees and to mirroring."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        views = torch.cat([dihedral(x, k) for k in range(8)], dim=0)
+        return self.backbone(views).view(8, n, -1).mean(dim=0)
+
+
+#: Constructors by architecture name: ``ARCHITECTURES[name](num_classes=2, **kwargs)``.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "lenet": LeNet,
+    "cnn": SmallCNN,
+    "resnet18": _resnet18,
+    "d4cnn": lambda num_classes=2, **kw: D4Average(SmallCNN(num_classes, **kw)),
+}
+
+
+class FRClassifier(nn.Module):
+    """A network with what it takes to turn its logits into honest scores.
+
+    ``forward`` returns logits divided by the calibration temperature; the
+    :meth:`predict` method gives probabilities and their spread over the 8
+    dihedral transforms of the input. ``card`` is the model card.
+    """
+
+    def __init__(self, net: nn.Module, card: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.card: dict[str, Any] = dict(card or {})
+        self.register_buffer("temperature", torch.tensor(float(self.card.get("temperature", 1.0))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(probabilities (N, classes), spread (N,))`` for a batch.
+
+        The probabilities are those of the (calibrated) model for ``x``; the
+        spread is the standard deviation of the last class's probability over
+        the 8 dihedral transforms of each image, a measure of how much the
+        answer depends on orientation.
+        """
+        n = x.shape[0]
+        views = torch.cat([dihedral(x, k) for k in range(8)], dim=0)
+        probs = torch.softmax(self(views).float(), dim=1).view(8, n, -1)
+        if isinstance(self.net, D4Average):
+            # The network is invariant; its spread comes from its backbone.
+            inner = torch.softmax(self.net.backbone(views).float() / self.temperature, dim=1).view(8, n, -1)
+            return probs[0], inner[..., -1].std(dim=0)
+        return torch.softmax(self(x).float(), dim=1), probs[..., -1].std(dim=0)
+
+
+def build_model(arch: str, num_classes: int = len(CLASSES), **kwargs: Any) -> nn.Module:
+    """Return a freshly initialised network of the named architecture.
+
+    Raises
+    ------
+    ValueError
+        If ``arch`` is not one of :data:`ARCHITECTURES`.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](num_classes=num_classes, **kwargs)
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """Return the sha256 of a state dict's names, shapes, dtypes and values."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Return the versions of the packages a model's results depend on."""
+    import platform
+
+    import astropy
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "frsurvey": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "astropy": astropy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_model(model: FRClassifier, path: str | os.PathLike, **card_updates: Any) -> Path:
+    """Write ``model`` and its card to ``path`` (atomically) and return the path.
+
+    The card gains the architecture's input contract (classes, preprocessing
+    name and version), the package versions and the sha256 of the weights.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}
+    card = dict(model.card)
+    card.update(card_updates)
+    card.setdefault("classes", list(CLASSES))
+    card.setdefault("preprocessing", PREPROCESSING)
+    card.setdefault("preprocessing_version", PREPROCESSING_VERSION)
+    card.setdefault("normalization", {"mean": 0.5, "std": 0.5})
+    card["temperature"] = float(model.temperature)
+    card["versions"] = package_versions()
+    card["weights_sha256"] = weights_sha256(state)
+    card = _plain(card)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    model.card = card
+    return path
+
+
+def _plain(value: Any, where: str = "card") -> Any:
+    """Return ``value`` as plain Python data (dict, list, str, int, float, bool, None)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: key {k!r} is not a string")
+            out[k] = _plain(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"{where} is a {type(value).__name__}; model cards hold plain values only")
+
+
+def default_model_path() -> Path:
+    """Return the path of the shipped model (or ``$FRSURVEY_MODEL`` if set).
+
+    Looked for in the source tree's ``checkpoints/`` (editable installs) and
+    in ``<prefix>/share/frsurvey/checkpoints`` (wheel installs).
+    """
+    env = os.environ.get("FRSURVEY_MODEL")
+    if env:
+        return Path(env)
+    import sys
+
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here.parent / "checkpoints" / DEFAULT_MODEL_NAME,
+        Path(sys.prefix) / "share" / "frsurvey" / "checkpoints" / DEFAULT_MODEL_NAME,
+    ):
+        if candidate.exists():
+            return candidate
+    return here.parent / "checkpoints" / DEFAULT_MODEL_NAME
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FRClassifier:
+    """Return the model stored in a checkpoint, in evaluation mode.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A checkpoint written by :func:`save_model`; default: the shipped
+        model (:func:`default_model_path`).
+    device : str or torch.device
+        Where to put the weights.
+
+    Returns
+    -------
+    FRClassifier
+        With ``card`` (the model card), ``path`` and ``sha256`` (of the file).
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing or unreadable, holds anything but plain data
+        (pickled code is refused), was tampered with (weights do not match
+        the card's sha256), or was made for other classes or preprocessing.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise CheckpointError(f"model checkpoint {str(path)!r} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"refusing {str(path)!r}: it is not a plain-data checkpoint (torch.load with weights_only=True "
+            f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an frsurvey checkpoint (format {CHECKPOINT_FORMAT})")
+    card, state = blob.get("card"), blob.get("state_dict")
+    if not isinstance(card, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{str(path)!r} lacks its model card or weights")
+    if weights_sha256(state) != card.get("weights_sha256"):
+        raise CheckpointError(f"{str(path)!r}: the weights do not match the sha256 in the model card (tampered?)")
+    if tuple(card.get("classes", ())) != CLASSES:
+        raise CheckpointError(f"{str(path)!r} predicts {card.get('classes')}, not {list(CLASSES)}")
+    prep = (card.get("preprocessing"), card.get("preprocessing_version"))
+    if prep != (PREPROCESSING, PREPROCESSING_VERSION):
+        raise CheckpointError(
+            f"{str(path)!r} was trained on images made by {prep[0]!r} v{prep[1]}; this frsurvey makes "
+            f"{PREPROCESSING!r} v{PREPROCESSING_VERSION} images, so its scores would mean nothing"
+        )
+    try:
+        net = build_model(card["arch"], **card.get("arch_kwargs", {}))
+        net.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{str(path)!r}: cannot build its network: {exc}") from exc
+    model = FRClassifier(net, card)
+    model.path = str(path)
+    model.sha256 = file_sha256(path)
+    return model.to(device).eval()

@@ -1,0 +1,345 @@
+"""Cutouts from a local directory of FITS images with celestial WCS.
+
+File names do not matter: every ``.fits``, ``.fit``, ``.fts`` and
+``.fits.gz`` file below the directory is opened, its footprint indexed, and
+for each position the image that contains it, farthest from an edge, is
+chosen. The 300x300 px cutout is cut on the image's own pixel grid around the
+pixel nearest the position, exactly as SkyView centres its cutouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+from ..status import Status
+from .base import Cutout, ImageSource
+
+__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "read_image"]
+
+log = logging.getLogger(__name__)
+
+#: File name endings taken to be FITS images.
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
+#: Relative tolerance on the pixel scale before an image counts as not FIRST's.
+SCALE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One indexed image: where it is, its size and celestial WCS."""
+
+    path: str
+    hdu: int
+    nx: int
+    ny: int
+    wcs_header: str
+    scale_arcsec: float
+    center: tuple[float, float, float]
+    radius: float  # chord length on the unit sphere from centre to farthest corner
+
+
+def _celestial_wcs(header):
+    from astropy.wcs import WCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(header)
+    if not wcs.has_celestial:
+        return None
+    cel = wcs.celestial
+    # The celestial axes must be the image's first two (FITS order), so that
+    # the pixel grid of the cutout is the sky plane.
+    if sorted([wcs.wcs.lng, wcs.wcs.lat]) != [0, 1]:
+        return None
+    return cel
+
+
+def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    ra, dec = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def _image_hdus(hdul):
+    from astropy.io import fits
+
+    for i, hdu in enumerate(hdul):
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.header.get("NAXIS", 0) >= 2:
+            yield i, hdu
+
+
+def _open(path: str):
+    from astropy.io import fits
+
+    return fits.open(path, memmap=not path.endswith((".gz", ".fz")), lazy_load_hdus=True)
+
+
+def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
+    """Return the indexable images in one FITS file and, if none, why."""
+    records: list[ImageRecord] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open(path) as hdul:
+                for i, hdu in _image_hdus(hdul):
+                    header = hdu.header
+                    nx, ny = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
+                    if nx < 2 or ny < 2:
+                        continue
+                    extra = [int(header.get(f"NAXIS{k}", 1)) for k in range(3, int(header["NAXIS"]) + 1)]
+                    if any(n != 1 for n in extra):
+                        return [], f"HDU {i} has non-degenerate axes beyond the sky plane ({extra})"
+                    wcs = _celestial_wcs(header)
+                    if wcs is None:
+                        continue
+                    records.append(_record(path, i, nx, ny, wcs))
+    except Exception as exc:  # empty, truncated or non-FITS files
+        return [], f"not a readable FITS file ({type(exc).__name__}: {exc})"
+    return records, None if records else "no image HDU with a celestial WCS"
+
+
+def _record(path: str, hdu: int, nx: int, ny: int, wcs) -> ImageRecord:
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    scales = proj_plane_pixel_scales(wcs) * 3600.0
+    x = np.array([(nx - 1) / 2, -0.5, nx - 0.5, -0.5, nx - 0.5])
+    y = np.array([(ny - 1) / 2, -0.5, -0.5, ny - 0.5, ny - 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = wcs.pixel_to_world_values(x, y)
+    vec = _unit(np.asarray(ra), np.asarray(dec))
+    if not np.all(np.isfinite(vec)):
+        raise ValueError("WCS does not map the image corners to the sky")
+    radius = float(np.max(np.linalg.norm(vec[1:] - vec[0], axis=1)))
+    scale = float(np.sqrt(scales[0] * scales[1]))
+    if abs(scales[0] - scales[1]) > SCALE_TOLERANCE * scale:
+        scale = float("nan")  # non-square pixels: never FIRST's grid
+    return ImageRecord(
+        path, hdu, nx, ny, wcs.to_header_string(relax=True), scale, tuple(float(v) for v in vec[0]), radius
+    )
+
+
+def read_image(path: str, hdu: int, cache: OrderedDict | None = None):
+    """Return the 2-D pixel array of one image HDU (degenerate axes dropped).
+
+    Leading degenerate axes (FIRST's STOKES and FREQ) are indexed away; the
+    result may be a memory map.
+    """
+    hdul = None
+    if cache is not None and path in cache:
+        cache.move_to_end(path)
+        hdul = cache[path]
+    if hdul is None:
+        hdul = _open(path)
+        if cache is not None:
+            cache[path] = hdul
+            while len(cache) > 8:
+                cache.popitem(last=False)[1].close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = hdul[hdu].data
+    if data is None:
+        raise ValueError("the HDU holds no data")
+    while data.ndim > 2:
+        if data.shape[0] != 1:
+            raise ValueError(f"image has shape {data.shape}: more than one plane")
+        data = data[0]
+    return data
+
+
+def cut_window(data: np.ndarray, x: float, y: float, size: int = CUTOUT_SIZE) -> tuple[np.ndarray | None, str]:
+    """Return the ``size`` x ``size`` window of ``data`` centred on pixel (x, y).
+
+    The window is the one whose centre (between its two middle pixels) is
+    nearest to (x, y), as SkyView places a source in a 300x300 cutout.
+    Parts of the window beyond the image are NaN (SkyView's blank), as long
+    as the central ``150 x 150`` px lie inside the image; otherwise the
+    window is refused.
+
+    Returns
+    -------
+    window, reason
+        float32 array, or None and why not.
+    """
+    ny, nx = data.shape
+    half = (size - 1) / 2.0
+    x0 = int(np.floor(x - half + 0.5))
+    y0 = int(np.floor(y - half + 0.5))
+    inner = (size - CROP_SIZE) // 2
+    if x0 + inner < 0 or y0 + inner < 0 or x0 + inner + CROP_SIZE > nx or y0 + inner + CROP_SIZE > ny:
+        return None, "the position is within 75 px of the image edge"
+    if x0 >= 0 and y0 >= 0 and x0 + size <= nx and y0 + size <= ny:
+        return np.array(data[y0 : y0 + size, x0 : x0 + size], dtype=np.float32), ""
+    out = np.full((size, size), np.nan, dtype=np.float32)
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, ny), min(x0 + size, nx)
+    out[ys - y0 : ye - y0, xs - x0 : xe - x0] = data[ys:ye, xs:xe]
+    return out, ""
+
+
+class LocalFITSSource(ImageSource):
+    """FIRST cutouts cut from a directory of FITS images.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Searched recursively for FITS files (names irrelevant). Files that
+        are not readable FITS images with a celestial WCS are skipped, each
+        with a warning in the log and a count in :attr:`skipped`.
+    pixel_scale : float
+        The pixel scale in arcsec the images must have (FIRST's 1.8"); an
+        image off by more than 1% is not used as if it were FIRST's: rows it
+        alone covers get the status ``wrong_scale``.
+    """
+
+    name = "local"
+
+    def __init__(self, directory: str | os.PathLike, pixel_scale: float = PIXEL_SCALE_ARCSEC) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"image directory {str(self.directory)!r} does not exist")
+        self.pixel_scale = float(pixel_scale)
+        self.records: list[ImageRecord] = []
+        self.skipped: dict[str, str] = {}
+        self._scan()
+        self._wcs: dict[int, object] = {}
+        self._files: OrderedDict = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_wcs"] = {}
+        state["_files"] = OrderedDict()
+        state.pop("_tree", None)
+        return state
+
+    def _scan(self) -> None:
+        files = sorted(
+            p
+            for p in self.directory.rglob("*")
+            if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES) and not p.name.startswith(".")
+        )
+        for p in files:
+            records, why = index_file(str(p))
+            if why:
+                self.skipped[str(p)] = why
+                log.warning("skipping %s: %s", p, why)
+            self.records.extend(records)
+        log.info(
+            "indexed %d image(s) in %d file(s) under %s (%d skipped)",
+            len(self.records),
+            len(files),
+            self.directory,
+            len(self.skipped),
+        )
+
+    def describe(self) -> str:
+        """Return ``local:<directory> (<n> images)``."""
+        return f"local:{self.directory.resolve()} ({len(self.records)} images)"
+
+    def _wcs_of(self, i: int):
+        wcs = self._wcs.get(i)
+        if wcs is None:
+            from astropy.io import fits
+            from astropy.wcs import WCS
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wcs = WCS(fits.Header.fromstring(self.records[i].wcs_header))
+            self._wcs[i] = wcs
+        return wcs
+
+    def _scale_ok(self, rec: ImageRecord) -> bool:
+        return bool(abs(rec.scale_arcsec - self.pixel_scale) <= SCALE_TOLERANCE * self.pixel_scale)
+
+    def locate(self, ra: np.ndarray, dec: np.ndarray) -> list:
+        """Return per position ``(image number, x, y)`` or a failed Cutout.
+
+        Among the images containing a position, the one at FIRST's pixel scale
+        where the position lies farthest from an edge is chosen.
+        """
+        from scipy.spatial import cKDTree
+
+        ra = np.asarray(ra, dtype=float)
+        dec = np.asarray(dec, dtype=float)
+        n = len(ra)
+        result: list = [None] * n
+        finite = np.isfinite(ra) & np.isfinite(dec)
+        for i in np.flatnonzero(~finite):
+            result[i] = Cutout.failed(Status.BAD_POSITION, "no position")
+        if not self.records:
+            for i in np.flatnonzero(finite):
+                result[i] = Cutout.failed(Status.NO_IMAGE, f"no usable FITS image under {self.directory}")
+            return result
+        centers = np.array([r.center for r in self.records])
+        radius = max(r.radius for r in self.records) * 1.0001
+        tree = cKDTree(centers)
+        idx = np.flatnonzero(finite)
+        vec = _unit(ra[idx], dec[idx])
+        candidates = tree.query_ball_point(vec, r=radius) if len(idx) else []
+        # per image, the positions that might fall in it
+        per_image: dict[int, list[int]] = {}
+        for j, cands in enumerate(candidates):
+            for c in cands:
+                if np.linalg.norm(vec[j] - centers[c]) <= self.records[c].radius * 1.0001:
+                    per_image.setdefault(c, []).append(j)
+        best_margin = np.full(len(idx), -np.inf)
+        best_rank = np.full(len(idx), -1)  # 1: right scale, 0: wrong scale
+        best = np.full((len(idx), 3), np.nan)
+        for c, js in per_image.items():
+            rec = self.records[c]
+            js = np.asarray(js)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                x, y = self._wcs_of(c).world_to_pixel_values(ra[idx[js]], dec[idx[js]])
+            x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+            margin = np.minimum.reduce([x + 0.5, rec.nx - 0.5 - x, y + 0.5, rec.ny - 0.5 - y])
+            inside = np.isfinite(margin) & (margin > 0)
+            rank = 1 if self._scale_ok(rec) else 0
+            better = inside & ((rank > best_rank[js]) | ((rank == best_rank[js]) & (margin > best_margin[js])))
+            upd = js[better]
+            best_margin[upd] = margin[better]
+            best_rank[upd] = rank
+            best[upd] = np.stack([np.full(better.sum(), c), x[better], y[better]], axis=1)
+        for j, i in enumerate(idx):
+            if best_rank[j] < 0:
+                result[i] = Cutout.failed(Status.NO_IMAGE, f"no image under {self.directory} covers the position")
+            elif best_rank[j] == 0:
+                rec = self.records[int(best[j, 0])]
+                result[i] = Cutout.failed(
+                    Status.WRONG_SCALE,
+                    f'{rec.path} has {rec.scale_arcsec:.3g}"/px, not FIRST\'s {self.pixel_scale}"/px; '
+                    'resample it onto a 1.8"/px grid first',
+                    rec.path,
+                )
+            else:
+                c, x, y = best[j]
+                result[i] = (int(c), round(float(x), 6), round(float(y), 6))
+        return result
+
+    def load(self, key) -> Cutout:
+        """Return the 300x300 cutout for a key from :meth:`locate`."""
+        if isinstance(key, Cutout):
+            return key
+        c, x, y = key
+        rec = self.records[c]
+        try:
+            data = read_image(rec.path, rec.hdu, self._files)
+            window, why = cut_window(data, x, y)
+        except Exception as exc:  # truncated data, unreadable compression, ...
+            self._files.pop(rec.path, None)
+            return Cutout.failed(Status.BAD_IMAGE, f"cannot read {rec.path}: {type(exc).__name__}: {exc}", rec.path)
+        if window is None:
+            return Cutout.failed(Status.OUTSIDE_IMAGE, f"{why} ({rec.path})", rec.path)
+        return Cutout(window, Status.OK, "", rec.path)
+
+    def close(self) -> None:
+        """Close the FITS files kept open between cutouts."""
+        while self._files:
+            self._files.popitem()[1].close()

@@ -1,0 +1,46 @@
+"""The values of the ``FR_STATUS`` column: what happened to each row."""
+
+from __future__ import annotations
+
+__all__ = ["DESCRIPTIONS", "Status", "summarize"]
+
+
+class Status:
+    """Short lowercase words, one per outcome; :data:`DESCRIPTIONS` explains each."""
+
+    OK = "ok"
+    BAD_POSITION = "bad_position"
+    NO_IMAGE = "no_image"
+    OUTSIDE_IMAGE = "outside_image"
+    BAD_IMAGE = "bad_image"
+    BLANK_IMAGE = "blank_image"
+    WRONG_SCALE = "wrong_scale"
+    FETCH_FAILED = "fetch_failed"
+    NOT_CACHED = "not_cached"
+
+
+#: One line per status, in the order of the README's table.
+DESCRIPTIONS: dict[str, str] = {
+    Status.OK: "classified: FR_CLASS, P_FRI, P_FRII hold the prediction",
+    Status.BAD_POSITION: "the row's RA/Dec is blank, masked, NaN, unparsable, or |Dec| > 90 deg",
+    Status.NO_IMAGE: "no image in the image source covers the position",
+    Status.OUTSIDE_IMAGE: "the position is in an image but within 75 px (2.25') of its edge, "
+    "so the central 150x150 px would leave the image",
+    Status.BAD_IMAGE: "the image covering the position cannot be read, or has no usable celestial WCS",
+    Status.BLANK_IMAGE: "the cutout holds no signal above 3 sigma inside the 75 px circle "
+    "(all NaN, all zero or constant): nothing to classify",
+    Status.WRONG_SCALE: "the image is not at FIRST's 1.8\"/px, so it would not be the image the model knows",
+    Status.FETCH_FAILED: "downloading the cutout failed after every retry (the reason is in the log)",
+    Status.NOT_CACHED: "--offline was given and the cutout is not in the cache",
+}
+
+
+def summarize(statuses) -> str:
+    """Return a one-line count of statuses, e.g. ``"301 rows: 299 ok, 2 no_image"``."""
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    order = sorted(counts, key=lambda s: (s != Status.OK, -counts[s], s))
+    total = sum(counts.values())
+    parts = ", ".join(f"{counts[s]} {s}" for s in order)
+    return f"{total} rows" + (f": {parts}" if parts else "")
