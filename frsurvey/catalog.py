@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -71,6 +72,9 @@ PROVENANCE_KEYS: dict[str, str] = {
     "FRS_DATE": "UTC date and time of the classification",
     "FRS_STAT": "count of rows for each FR_STATUS",
 }
+
+#: FITS column keywords frsurvey writes from the columns themselves (never from table meta).
+_COLUMN_KEYWORD = re.compile(r"^T(UCD|COMM)\d+$", re.IGNORECASE)
 
 _FORMATS = {
     ".fits": "fits",
@@ -244,6 +248,9 @@ def _read_fits_table(path: Path, index: int | None) -> Table:
             comm = header.get(f"TCOMM{n}")
             if comm and not col.description:
                 col.description = str(comm)
+        # They belong to the columns now; left in meta they would be written back to the wrong columns.
+        for key in [k for k in result.meta if _COLUMN_KEYWORD.match(str(k))]:
+            del result.meta[key]
         if len(tabs) > 1:
             note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
             result.meta["frsurvey_table_note"] = note
@@ -334,7 +341,7 @@ def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray
     data = np.ma.getdata(col)
     unparsable = np.zeros(n, dtype=bool)
     if data.dtype.kind in "fiu":
-        values = data.astype(np.float64)
+        values = np.asarray(data, dtype=np.float64)  # a plain array: a Column would carry its unit along
         unit = col.unit
         if unit is not None:
             try:
@@ -379,7 +386,7 @@ def parse_positions(table: Table, ra_col: str, dec_col: str) -> tuple[np.ndarray
     dec, dec_bad = _column_degrees(table[dec_col], hours_if_sexagesimal=False)
     with np.errstate(invalid="ignore"):
         good = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
-    ra = np.where(good, np.mod(ra, 360.0), np.nan)
+        ra = np.where(good, np.mod(ra, 360.0), np.nan)
     dec = np.where(good, dec, np.nan)
     status = np.where(good, Status.OK, Status.BAD_POSITION).astype(object)
     nbad = int((~good).sum())
@@ -468,11 +475,19 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
                 _write_fits(table, tmp)
             else:
                 table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True)
+        # mkstemp made the file private (0600): give it the mode of the file it replaces, or the umask's
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _provenance_items(table: Table) -> list[tuple[str, str, str]]:
@@ -492,7 +507,7 @@ def _write_votable(table: Table, path: str) -> None:
         info.content = meaning
         resource.infos.append(info)
     for key, value in table.meta.items():
-        if key in PROVENANCE_KEYS or not isinstance(value, (str, int, float)):
+        if key in PROVENANCE_KEYS or _COLUMN_KEYWORD.match(str(key)) or not isinstance(value, (str, int, float)):
             continue
         resource.infos.append(Info(name=str(key), value=str(value)))
     vot.to_xml(path)
@@ -503,7 +518,11 @@ def _write_fits(table: Table, path: str) -> None:
 
     plain = table.copy(copy_data=False)
     for key in list(plain.meta):
-        if key in PROVENANCE_KEYS or not isinstance(plain.meta[key], (str, int, float, bool)):
+        if (
+            key in PROVENANCE_KEYS
+            or _COLUMN_KEYWORD.match(str(key))
+            or not isinstance(plain.meta[key], (str, int, float, bool))
+        ):
             plain.meta.pop(key)
     hdu = fits.table_to_hdu(plain)
     header = hdu.header

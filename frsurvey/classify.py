@@ -11,21 +11,21 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 import torch
 from astropy.table import Table
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .catalog import add_results, find_position_columns, parse_positions, read_catalog
 from .models import CLASSES, FRClassifier, load_model
-from .preprocess import PREPROCESSING, PREPROCESSING_VERSION, BlankImageError, preprocess_first, to_model_input
+from .prepare import PreparedCutouts, collate_prepared
+from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource, make_source
 from .status import Status, summarize
 
-__all__ = ["PreparedCutouts", "classify_table", "resolve_device"]
+__all__ = ["classify_table", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -53,42 +53,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
     return dev
-
-
-class PreparedCutouts(Dataset):
-    """Canonical images for a list of source keys: ``(i, uint8 image or None, status, message)``."""
-
-    def __init__(self, source: ImageSource, keys: list[Hashable | Cutout]) -> None:
-        self.source = source
-        self.keys = keys
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str, str]:
-        key = self.keys[i]
-        cut = key if isinstance(key, Cutout) else self.source.load(key)
-        if not cut.ok:
-            return i, None, cut.status, cut.message
-        try:
-            return i, preprocess_first(cut.image), Status.OK, ""
-        except BlankImageError as exc:
-            return i, None, Status.BLANK_IMAGE, f"{exc} ({cut.origin})"
-        except ValueError as exc:
-            return i, None, Status.BAD_IMAGE, f"{exc} ({cut.origin})"
-
-
-def collate_prepared(items: list[tuple[int, np.ndarray | None, str, str]]) -> dict[str, Any]:
-    """Batch PreparedCutouts items: the images that exist become one tensor."""
-    good = [(i, img) for i, img, _, _ in items if img is not None]
-    images = np.stack([img for _, img in good]) if good else np.zeros((0, 150, 150), np.uint8)
-    return {
-        "index": [i for i, *_ in items],
-        "status": [s for *_, s, _ in items],
-        "message": [m for *_, m in items],
-        "ok_index": [i for i, _ in good],
-        "x": torch.from_numpy(to_model_input(images)),
-    }
 
 
 def _model_name(model: FRClassifier) -> str:

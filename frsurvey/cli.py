@@ -54,6 +54,39 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=["local"], help="image source (default: local when --images is given)")
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset")
+    g.add_argument("--data-root", default="~/.frsurvey/data", help="where the dataset lives or is unpacked")
+    g.add_argument("--download", action="store_true", help="fetch the dataset if it is not in --data-root")
+    g.add_argument("--dataset-url", help="fetch the archive from here (URL, file:// or a path) instead")
+    g.add_argument("--catalog", help="a labeled catalog; its images come from --images like classify's")
+    g.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images for --catalog")
+    g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog")
+    g.add_argument("--ra-col", help="right ascension column of --catalog")
+    g.add_argument("--dec-col", help="declination column of --catalog")
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--arch", default="cnn", help="architecture: lenet, cnn, d4cnn, resnet18 (default cnn)")
+    g.add_argument("--width", type=int, help="channel width of cnn/d4cnn")
+    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"])
+    g.add_argument("--lr", type=float, default=2e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--schedule", default="cosine", choices=["cosine", "none"])
+    g.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
+    g.add_argument("--no-balance", action="store_true", help="do not balance the classes")
+    g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
+    g.add_argument("--patience", type=int, default=15, help="early stopping patience in epochs (0: none)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--workers", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``frsurvey`` command."""
     from . import __version__
@@ -80,30 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_classify)
 
     t = sub.add_parser("train", help="train a model on FRDEEP-F and/or a labeled catalog")
-    t.add_argument("--dataset", choices=["frdeep-f"], help="a published training set")
-    t.add_argument("--data-root", default="~/.frsurvey/data", help="where the dataset lives or is unpacked")
-    t.add_argument("--download", action="store_true", help="fetch the dataset if it is not in --data-root")
-    t.add_argument("--dataset-url", help="fetch the archive from here (URL, file:// or a path) instead")
-    t.add_argument("--arch", default="cnn", help="architecture: lenet, cnn, d4cnn, resnet18 (default cnn)")
-    t.add_argument("--width", type=int, help="channel width of cnn/d4cnn")
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"])
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--schedule", default="cosine", choices=["cosine", "none"])
-    t.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
-    t.add_argument("--no-balance", action="store_true", help="do not balance the classes")
-    t.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
-    t.add_argument("--patience", type=int, default=15, help="early stopping patience in epochs (0: none)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--workers", type=int, default=0)
+    _add_data_options(t)
+    _add_training_options(t)
     t.add_argument("--out", "-o", required=True, help="checkpoint to write")
     t.add_argument("--name", help="model name for the card (default: the architecture)")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--report", metavar="DIR", help="also write training curves and validation figures here")
     _add_common(t)
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics and figures of a model on a dataset or labeled catalog")
+    _add_data_options(e)
+    e.add_argument("--split", choices=["train", "test"], default="test", help="FRDEEP-F split (default test)")
+    e.add_argument("--model", help="checkpoint to evaluate (default: the shipped model)")
+    e.add_argument("--cv", type=int, metavar="K", help="instead: K-fold cross-validation of training on the data")
+    _add_training_options(e)
+    e.add_argument("--out-dir", required=True, help="where metrics.json and the PNG figures go")
+    _add_common(e)
+    e.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -132,19 +158,59 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s == Status.OK for s in statuses) else EXIT_PARTIAL
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .datasets import FRDEEPF
-    from .models import save_model
-    from .train import TrainConfig, train_model
+def _load_training_data(args: argparse.Namespace, split: str = "train"):
+    """Return (images, labels, names, data cards) from --dataset and/or --catalog."""
+    import numpy as np
 
-    if args.dataset is None:
-        raise _UsageError("nothing to train on: give --dataset frdeep-f")
-    ds = FRDEEPF(args.data_root, train=True, download=args.download, url=args.dataset_url)
-    images, labels = ds.data, ds.targets
-    arch_kwargs = {"width": args.width} if args.width else {}
-    cfg = TrainConfig(
+    from .datasets import FRDEEPF, LabeledCatalog
+
+    if args.dataset is None and args.catalog is None:
+        raise _UsageError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
+    images, labels, names, cards = [], [], [], []
+    if args.dataset == "frdeep-f":
+        ds = FRDEEPF(args.data_root, train=split == "train", download=args.download, url=args.dataset_url)
+        images.append(ds.data)
+        labels.append(ds.targets)
+        names += ds.names
+        cards.append({"name": "FRDEEP-F", "split": split, "n": len(ds), "archive_md5": FRDEEPF.tgz_md5})
+    if args.catalog is not None:
+        from .models import file_sha256
+
+        if args.images is None:
+            raise _UsageError("--catalog needs --images DIR (where the catalog's FIRST images are)")
+        cat = LabeledCatalog(
+            args.catalog,
+            images=args.images,
+            label_column=args.label_column,
+            ra_col=args.ra_col,
+            dec_col=args.dec_col,
+        )
+        images.append(cat.data)
+        labels.append(cat.targets)
+        names += [f"row {r}" for r in cat.rows]
+        cards.append(
+            {
+                "name": str(args.catalog),
+                "label_column": args.label_column,
+                "n": len(cat),
+                "skipped": dict(cat.skipped),
+                "sha256": file_sha256(args.catalog),
+            }
+        )
+        print(
+            f"frsurvey: {len(cat)} labeled rows from {args.catalog}"
+            + (f"; skipped {sum(cat.skipped.values())}: {cat.skipped}" if cat.skipped else ""),
+            file=sys.stderr,
+        )
+    return np.concatenate(images), np.concatenate(labels), names, cards
+
+
+def _train_config(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    return TrainConfig(
         arch=args.arch,
-        arch_kwargs=arch_kwargs,
+        arch_kwargs={"width": args.width} if args.width else {},
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -159,23 +225,72 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
     )
-    card = {
-        "name": args.name or args.arch,
-        "training_data": [{"name": "FRDEEP-F", "split": "train", "n": len(labels), "archive_md5": FRDEEPF.tgz_md5}],
-    }
-    model, history = train_model(images, labels, cfg, progress=not args.no_progress and sys.stderr.isatty(), card=card)
-    test = FRDEEPF(args.data_root, train=False)
-    from .metrics import binary_metrics
-    from .train import predict_proba
 
-    test_metrics = binary_metrics(test.targets, predict_proba(model, test.data))
-    model.card["metrics"]["frdeep_f_test"] = test_metrics
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .models import save_model
+    from .train import train_model
+
+    images, labels, _, cards = _load_training_data(args, "train")
+    cfg = _train_config(args)
+    card = {"name": args.name or args.arch, "training_data": cards}
+    show = not args.no_progress and sys.stderr.isatty()
+    model, history = train_model(images, labels, cfg, progress=show, card=card)
+    if args.dataset == "frdeep-f":
+        from .datasets import FRDEEPF
+        from .evaluate import evaluate_model
+
+        test = FRDEEPF(args.data_root, train=False)
+        m = evaluate_model(model, test.data, test.targets)
+        m.pop("prob")
+        m.pop("spread")
+        model.card["metrics"]["frdeep_f_test"] = m
     save_model(model, args.out)
+    if args.report:
+        from .evaluate import write_report
+
+        write_report(args.report, model.card["metrics"], history=history)
     v = model.card["metrics"]["validation"]
+    test_note = ""
+    if "frdeep_f_test" in model.card["metrics"]:
+        test_note = f", FRDEEP-F test accuracy {model.card['metrics']['frdeep_f_test']['accuracy']:.3f}"
     print(
-        f"frsurvey: trained {args.arch} for {len(history['train_loss'])} epochs (best {history['best_epoch']}): "
-        f"validation accuracy {v.get('accuracy', float('nan')):.3f}, FRDEEP-F test accuracy "
-        f"{test_metrics['accuracy']:.3f} -> {args.out}",
+        f"frsurvey: trained {args.arch} on {len(labels)} images for {len(history['train_loss'])} epochs "
+        f"(kept epoch {history['best_epoch']}): validation accuracy {v.get('accuracy', float('nan')):.3f}"
+        f"{test_note} -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import cross_validate, evaluate_model, write_report
+
+    images, labels, names, cards = _load_training_data(args, args.split)
+    if args.cv:
+        result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
+        result["data"] = cards
+        paths = write_report(args.out_dir, result)
+        s = result["summary"]
+        print(
+            f"frsurvey: {args.cv}-fold cross-validation of {args.arch}: accuracy {s['accuracy']['mean']:.3f} "
+            f"± {s['accuracy']['std']:.3f}, ROC AUC {s['roc_auc']['mean']:.3f} ± {s['roc_auc']['std']:.3f}, "
+            f"ECE {s['ece']['mean']:.3f} ± {s['ece']['std']:.3f} -> {paths['json']}",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    from .models import load_model
+
+    model = load_model(args.model)
+    result = evaluate_model(model, images, labels)
+    result["data"] = cards
+    result["model"] = {"path": model.path, "sha256": model.sha256, "name": model.card.get("name")}
+    paths = write_report(
+        args.out_dir, result, images=images, labels=labels, history=model.card.get("history"), names=names
+    )
+    print(
+        f"frsurvey: {len(labels)} images: accuracy {result['accuracy']:.3f}, ROC AUC {result['roc_auc']:.3f}, "
+        f"ECE {result['ece']:.3f} -> {paths['json']} and {len(paths) - 1} figures",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -196,7 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (CatalogError, CheckpointError, DatasetIntegrityError, FileNotFoundError, _UsageError, ValueError) as exc:
+    except (
+        CatalogError,
+        CheckpointError,
+        DatasetIntegrityError,
+        FileNotFoundError,
+        KeyError,
+        _UsageError,
+        ValueError,
+    ) as exc:
         if args.debug:
             raise
         print(f"frsurvey: error: {exc}", file=sys.stderr)

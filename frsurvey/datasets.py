@@ -25,8 +25,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .preprocess import CROP_SIZE, circle_mask
+from .status import Status
 
-__all__ = ["FRDEEPF", "DatasetIntegrityError", "md5sum"]
+__all__ = ["FRDEEPF", "DatasetIntegrityError", "LabeledCatalog", "find_duplicates", "label_index", "md5sum"]
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,147 @@ class FRDEEPF(Dataset):
         self.check_integrity()
 
 
+_LABELS = {
+    "fri": 0,
+    "fr i": 0,
+    "fr1": 0,
+    "fr-i": 0,
+    "fr_i": 0,
+    "i": 0,
+    "1": 0,
+    "frii": 1,
+    "fr ii": 1,
+    "fr2": 1,
+    "fr-ii": 1,
+    "fr_ii": 1,
+    "ii": 1,
+    "2": 1,
+}
+
+
+def label_index(value: Any) -> int | None:
+    """Return 0 for an FRI label, 1 for FRII (``FRI``, ``FR II``, ``FR1``, ``2``, ...), else None."""
+    if value is None or value is np.ma.masked:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _LABELS.get(str(value).strip().lower())
+
+
+class LabeledCatalog(Dataset):
+    """A labeled catalog seen through an image source, like :class:`FRDEEPF`.
+
+    Each row's image is cut and prepared exactly as ``frsurvey classify``
+    does (same image source, same canonical preprocessing), so a model trained
+    on it sees the pixels it will see in classification.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table or path
+        The labeled catalog.
+    images : path, optional
+        Directory of FIRST FITS images (or give ``source``).
+    label_column : str
+        Column with FRI/FRII labels; rows with other values (hybrids, blanks)
+        are skipped and counted in :attr:`skipped`.
+    source : ImageSource, optional
+        An image source instead of ``images``.
+    ra_col, dec_col : str, optional
+        Position columns, when they cannot be found by UCD or name.
+    transform, target_transform : callable, optional
+        As for :class:`FRDEEPF`.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        uint8 ``(N, 150, 150)`` canonical images of the usable rows.
+    targets : numpy.ndarray
+        Their labels, 0 = FRI, 1 = FRII.
+    rows : numpy.ndarray
+        Their row numbers in the catalog.
+    skipped : dict
+        Count of skipped rows by reason (``label:<value>`` or an FR_STATUS).
+    """
+
+    classes = ["FRI", "FRII"]
+
+    def __init__(
+        self,
+        catalog,
+        images: str | os.PathLike | None = None,
+        label_column: str = "fr_class",
+        source=None,
+        ra_col: str | None = None,
+        dec_col: str | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        workers: int = 0,
+    ) -> None:
+        from astropy.table import Table
+        from torch.utils.data import DataLoader
+
+        from .catalog import find_position_columns, parse_positions, read_catalog
+        from .prepare import PreparedCutouts
+        from .sources import make_source
+
+        table = catalog if isinstance(catalog, Table) else read_catalog(catalog)
+        if label_column not in table.colnames:
+            raise KeyError(f"label column {label_column!r} is not in the catalog; its columns are {table.colnames}")
+        self.table = table
+        self.transform = transform
+        self.target_transform = target_transform
+        self.source = source if source is not None else make_source(images=images)
+        ra_name, dec_name = find_position_columns(table, ra_col, dec_col)
+        ra, dec, status = parse_positions(table, ra_name, dec_name)
+        labels = [label_index(v) for v in table[label_column]]
+        self.skipped: dict[str, int] = {}
+        use = []
+        for i, (lab, st) in enumerate(zip(labels, status)):
+            if lab is None:
+                value = table[label_column][i]
+                key = f"label:{'' if value is np.ma.masked else str(value).strip()}"
+                self.skipped[key] = self.skipped.get(key, 0) + 1
+            elif st != Status.OK:
+                self.skipped[st] = self.skipped.get(st, 0) + 1
+            else:
+                use.append(i)
+        use = np.asarray(use, dtype=np.int64)
+        keys = self.source.locate(ra[use], dec[use]) if len(use) else []
+        prepared = PreparedCutouts(self.source, keys)
+        loader = DataLoader(prepared, batch_size=None, num_workers=workers)
+        data, targets, rows = [], [], []
+        for (_, img, st, msg), row in zip(loader, use):
+            if img is None:
+                self.skipped[st] = self.skipped.get(st, 0) + 1
+                log.info("row %d skipped: %s %s", row, st, msg)
+                continue
+            data.append(np.asarray(img))
+            targets.append(labels[row])
+            rows.append(row)
+        self.source.close()
+        self.data = np.stack(data) if data else np.zeros((0, CROP_SIZE, CROP_SIZE), np.uint8)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.skipped:
+            log.warning(
+                "%d of %d catalog rows skipped: %s",
+                sum(self.skipped.values()),
+                len(table),
+                ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())),
+            )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        img, target = self.data[index], int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
 def _fetch(url: str, dest: Path) -> None:
     """Copy ``url`` (http(s), file:// or a path) to ``dest`` atomically."""
     parsed = urllib.parse.urlparse(url)
@@ -250,3 +392,48 @@ def _fetch(url: str, dest: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def find_duplicates(
+    images: np.ndarray, reference: np.ndarray, max_shift: int = 4, threshold: float = 0.85
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return which canonical images also appear in a reference set.
+
+    Two canonical images of the same source share their pattern of non-zero
+    (above 3 sigma) pixels even when they were cut a pixel or two apart; the
+    overlap is measured as the intersection over union of those patterns,
+    maximised over shifts of up to ``max_shift`` pixels.
+
+    Parameters
+    ----------
+    images, reference : numpy.ndarray
+        uint8 ``(N, 150, 150)`` and ``(M, 150, 150)`` canonical images.
+    max_shift : int
+        Largest shift tried along each axis, in pixels.
+    threshold : float
+        Smallest overlap counted as the same source.
+
+    Returns
+    -------
+    duplicate : numpy.ndarray
+        ``(N,)`` booleans.
+    match : numpy.ndarray
+        ``(N,)`` index of the best-matching reference image.
+    overlap : numpy.ndarray
+        ``(N,)`` the best overlap, 0..1.
+    """
+    a = images > 0
+    b = (reference > 0).reshape(len(reference), -1).astype(np.float32)
+    b_sum = b.sum(1)[None]
+    best = np.zeros(len(a))
+    match = np.zeros(len(a), dtype=np.int64)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            shifted = np.roll(a, (dy, dx), axis=(1, 2)).reshape(len(a), -1).astype(np.float32)
+            inter = shifted @ b.T
+            iou = inter / np.maximum(shifted.sum(1)[:, None] + b_sum - inter, 1)
+            top = iou.max(1)
+            better = top > best
+            best[better] = top[better]
+            match[better] = iou.argmax(1)[better]
+    return best >= threshold, match, best

@@ -1,0 +1,290 @@
+"""Shared fixtures and helpers: FIRST-like FITS images, synthetic radio galaxies, a trained model.
+
+Everything here is real: FITS files with real WCS written by astropy, real
+torch training. The shared data (``../shared/data`` beside the repository) is
+read in place, never copied into the repository and never written to; tests
+that need it are skipped with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: FIRST's noise, Jy/beam.
+FIRST_NOISE = 1.5e-4
+#: FIRST's restoring beam FWHM, arcsec.
+BEAM_FWHM = 5.4
+
+
+# --------------------------------------------------------------------------------------------------
+# FITS images
+
+
+def first_wcs(ra: float, dec: float, shape=(300, 300), scale_arcsec: float = 1.8, crpix=None) -> WCS:
+    """Return a SkyView-like TAN WCS: tangent point (ra, dec) at the image centre (or ``crpix``, 1-based)."""
+    ny, nx = shape
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = list(crpix) if crpix is not None else [(nx + 1) / 2.0, (ny + 1) / 2.0]
+    w.wcs.cdelt = [-scale_arcsec / 3600.0, scale_arcsec / 3600.0]
+    w.wcs.cunit = ["deg", "deg"]
+    w.wcs.radesys = "FK5"
+    w.wcs.equinox = 2000.0
+    return w
+
+
+def default_blobs(ra: float, dec: float, kind: str = "FRII", scale: float = 1.0) -> list[tuple]:
+    """Return Gaussian blobs ``(ra, dec, peak Jy/beam, FWHM arcsec)`` making a small radio galaxy at (ra, dec).
+
+    ``FRII``: faint core, two bright compact hotspots 40" either side;
+    ``FRI``: bright core, two fading broad jets.
+    """
+    cosd = np.cos(np.radians(dec))
+
+    def off(dx_arcsec, dy_arcsec):
+        return ra + dx_arcsec / 3600.0 / cosd, dec + dy_arcsec / 3600.0
+
+    if kind == "FRII":
+        return [
+            (*off(0, 0), 0.002 * scale, BEAM_FWHM),
+            (*off(-40, 12), 0.02 * scale, BEAM_FWHM),
+            (*off(40, -12), 0.015 * scale, BEAM_FWHM),
+        ]
+    return [
+        (*off(0, 0), 0.03 * scale, BEAM_FWHM),
+        (*off(-12, 5), 0.01 * scale, 10.0),
+        (*off(12, -5), 0.008 * scale, 10.0),
+        (*off(-25, 9), 0.003 * scale, 16.0),
+    ]
+
+
+def render_blobs(wcs: WCS, shape, blobs: Sequence[tuple], scale_arcsec: float) -> np.ndarray:
+    """Return the sum of Gaussian blobs ``(ra, dec, peak, fwhm_arcsec)`` on the pixel grid of ``wcs``."""
+    ny, nx = shape
+    yy, xx = np.mgrid[:ny, :nx]
+    out = np.zeros(shape, dtype=np.float64)
+    for ra, dec, peak, fwhm in blobs:
+        x, y = wcs.world_to_pixel_values(ra, dec)
+        sigma = fwhm / 2.3548 / scale_arcsec
+        out += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return out
+
+
+def make_first_fits(
+    path,
+    ra: float,
+    dec: float,
+    shape=(300, 300),
+    scale_arcsec: float = 1.8,
+    sources: Sequence[tuple] | None = None,
+    naxis4: bool = False,
+    compressed: bool = False,
+    gz: bool = False,
+    data: np.ndarray | None = None,
+    noise: float = FIRST_NOISE,
+    seed: int = 0,
+    crpix=None,
+) -> Path:
+    """Write a FIRST-like image and return its path.
+
+    float32 Jy/beam, RA---TAN/DEC--TAN with the tangent point (ra, dec) at the
+    image centre (SkyView's layout: CRPIX = (n + 1) / 2), Gaussian noise of
+    ``noise`` Jy/beam and Gaussian blobs ``sources`` = ``[(ra, dec, peak Jy/beam,
+    FWHM arcsec), ...]`` (default: a small FRII-like double at the centre).
+    ``data`` replaces the pixels altogether.
+
+    ``naxis4``: FIRST's own layout, (STOKES, FREQ, y, x) with degenerate axes.
+    ``compressed``: a tile-compressed (CompImageHDU, lossless GZIP_2) image in extension 1.
+    ``gz``: gzip the whole file (``.gz`` is appended to ``path`` if missing).
+    """
+    path = Path(path)
+    w = first_wcs(ra, dec, shape, scale_arcsec, crpix)
+    if data is None:
+        rng = np.random.default_rng(seed)
+        blobs = default_blobs(ra, dec) if sources is None else sources
+        data = rng.normal(0.0, noise, shape) + render_blobs(w, shape, blobs, scale_arcsec)
+    data = np.asarray(data, dtype=np.float32)
+    header = w.to_header()
+    header["BUNIT"] = "JY/BEAM"
+    header["BMAJ"] = BEAM_FWHM / 3600.0
+    header["BMIN"] = BEAM_FWHM / 3600.0
+    header["BPA"] = 0.0
+    if naxis4:
+        header["WCSAXES"] = 4
+        header["CTYPE3"], header["CRVAL3"], header["CRPIX3"], header["CDELT3"] = "FREQ", 1.4e9, 1.0, 2.2e7
+        header["CUNIT3"] = "Hz"
+        header["CTYPE4"], header["CRVAL4"], header["CRPIX4"], header["CDELT4"] = "STOKES", 1.0, 1.0, 1.0
+        data = data[None, None]
+    if compressed:
+        hdul = fits.HDUList(
+            [
+                fits.PrimaryHDU(),
+                fits.CompImageHDU(data, header=header, compression_type="GZIP_2", quantize_level=0.0),
+            ]
+        )
+    else:
+        hdul = fits.HDUList([fits.PrimaryHDU(data, header=header)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        if not path.name.endswith(".gz"):
+            path = path.with_name(path.name + ".gz")
+        raw = path.with_name(path.name[: -len(".gz")] + ".tmp")
+        hdul.writeto(raw, overwrite=True)
+        with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        raw.unlink()
+    else:
+        hdul.writeto(path, overwrite=True)
+    return path
+
+
+def random_name(rng: np.random.Generator, suffix: str = ".fits") -> str:
+    """Return a meaningless file name (image file names must not matter)."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789"))
+    return "".join(rng.choice(letters, 10)) + suffix
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic training images
+
+
+def synthetic_cutout(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Return a 300x300 Jy/beam cutout of an easy synthetic FRI or FRII at a random orientation."""
+    shape = (300, 300)
+    w = first_wcs(180.0, 30.0, shape)
+    angle = rng.uniform(0, np.pi)
+    size = rng.uniform(25, 50)  # arcsec from the core to a hotspot or jet end
+    cosd = np.cos(np.radians(30.0))
+
+    def pos(r):
+        return 180.0 + r * np.cos(angle) / 3600.0 / cosd, 30.0 + r * np.sin(angle) / 3600.0
+
+    if kind == "FRII":
+        blobs = [(*pos(0), 0.002, BEAM_FWHM), (*pos(size), 0.03, BEAM_FWHM), (*pos(-size), 0.02, BEAM_FWHM)]
+    else:
+        blobs = [(*pos(0), 0.04, BEAM_FWHM), (*pos(size / 3), 0.012, 12.0), (*pos(-size / 3), 0.01, 12.0)]
+        blobs += [(*pos(2 * size / 3), 0.004, 18.0), (*pos(-2 * size / 3), 0.003, 18.0)]
+    return rng.normal(0, FIRST_NOISE, shape) + render_blobs(w, shape, blobs, 1.8)
+
+
+def synthetic_training_set(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``n`` canonical uint8 images (half FRI, half FRII) and their labels (0 = FRI, 1 = FRII)."""
+    from frsurvey.preprocess import preprocess_first
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = np.stack([preprocess_first(synthetic_cutout("FRII" if y else "FRI", rng)) for y in labels])
+    return images, labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the command line
+
+
+def frsurvey_command() -> list[str]:
+    """Return the ``frsurvey`` console script installed beside this interpreter (else ``python -m frsurvey.cli``)."""
+    script = Path(sys.executable).with_name("frsurvey")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "frsurvey.cli"]
+
+
+def run_frsurvey(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the ``frsurvey`` command and return the completed process (text output)."""
+    env = dict(os.environ)
+    env.pop("FRSURVEY_MODEL", None)
+    return subprocess.run(
+        [*frsurvey_command(), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real data directory (read-only); skips when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (../shared/data beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def first_cutouts(shared_data) -> Path:
+    """``first-cutouts/``: 301 real SkyView FIRST cutouts, their catalog and reference PNGs."""
+    d = shared_data / "first-cutouts"
+    if not (d / "catalog.csv").is_file() or not (d / "fits").is_dir():
+        pytest.skip(f"the real FIRST cutouts are not in {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def frdeep_archive(shared_data) -> Path:
+    """The published FRDEEP-F archive (read in place)."""
+    p = shared_data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
+    if not p.is_file():
+        pytest.skip(f"the FRDEEP-F archive is not at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def frdeep_root(tmp_path_factory, frdeep_archive) -> Path:
+    """A data root where FRDEEP-F was installed once from the local archive (treat as read-only)."""
+    from frsurvey.datasets import FRDEEPF
+
+    root = tmp_path_factory.mktemp("frdeep")
+    FRDEEPF(root, train=True, download=True, url=str(frdeep_archive))
+    return root
+
+
+@pytest.fixture(scope="session")
+def stilts() -> str:
+    """The ``stilts`` command; skips when it is not on PATH."""
+    exe = shutil.which("stilts")
+    if exe is None:
+        pytest.skip("stilts is not on PATH (apt-get install stilts)")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """A real model, trained in this session for 2 epochs on 64 synthetic images and saved with save_model."""
+    import torch
+
+    from frsurvey.models import save_model
+    from frsurvey.train import TrainConfig, train_model
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    images, labels = synthetic_training_set(64, seed=1)
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=2, batch_size=16, device="cpu", seed=0)
+    model, _ = train_model(images, labels, cfg, card={"name": "test-cnn-w4"})
+    return save_model(model, tmp_path_factory.mktemp("model") / "test-model.pt")
+
+
+@pytest.fixture(scope="session")
+def model(model_path):
+    """The session model, loaded with frsurvey.load_model."""
+    from frsurvey.models import load_model
+
+    return load_model(model_path)
