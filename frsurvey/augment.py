@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .preprocess import circle_mask
 
-__all__ = ["RandomOrientation", "rotate"]
+__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "perturb_cutout", "rotate"]
+
+#: FIRST's restoring beam, 5.4", in 1.8" pixels.
+BEAM_FWHM_PIXELS = 3.0
 
 _BACKGROUND = -1.0  # a 0 pixel after (x/255 - 0.5) / 0.5
 
@@ -59,28 +63,90 @@ def rotate(x: torch.Tensor, angle: torch.Tensor, flip: torch.Tensor | None = Non
 
 
 class RandomOrientation:
-    """Rotate by a uniform angle in [0, 2 pi), mirror with probability 1/2, and
-    shift by up to ``max_shift`` pixels, independently for each image.
+    """Randomly re-orient a batch of images, independently for each image.
 
     Parameters
     ----------
     max_shift : float
         Largest shift in pixels along each axis.
+    mode : str
+        ``continuous``: rotate by a uniform angle in [0, 2 pi) (bilinear
+        interpolation), mirror with probability 1/2 and shift by up to
+        ``max_shift`` pixels; ``d4``: one of the 8 exact rotations by
+        multiples of 90 degrees and mirror images, and whole-pixel shifts
+        (no interpolation, so the pixels stay those of a canonical image);
+        ``mixed``: either, with probability 1/2 per batch.
     generator : torch.Generator, optional
         For reproducible draws.
     """
 
-    def __init__(self, max_shift: float = 3.0, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, max_shift: float = 3.0, mode: str = "continuous", generator: torch.Generator | None = None
+    ) -> None:
+        if mode not in ("continuous", "d4", "mixed"):
+            raise ValueError(f"unknown orientation mode {mode!r}; use continuous, d4 or mixed")
         self.max_shift = float(max_shift)
+        self.mode = mode
         self.generator = generator
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
         g = self.generator
+        mode = self.mode
+        if mode == "mixed":
+            mode = "d4" if torch.rand(1, generator=g).item() < 0.5 else "continuous"
+        n = x.shape[0]
+        if mode == "d4":
+            from .models import dihedral
+
+            k = torch.randint(8, (n,), generator=g)
+            m = int(self.max_shift)
+            shifts = torch.randint(-m, m + 1, (n, 2), generator=g) if m else torch.zeros(n, 2, dtype=torch.long)
+            out = torch.stack([dihedral(x[i], int(k[i])) for i in range(n)])
+            if m:
+                out = torch.stack(
+                    [torch.roll(out[i], (int(shifts[i, 1]), int(shifts[i, 0])), dims=(-2, -1)) for i in range(n)]
+                )
+                mask = torch.from_numpy(circle_mask(x.shape[-1])).to(x.device)
+                out = torch.where(mask, out, torch.full_like(out, _BACKGROUND))
+            return out
         angle = torch.rand(n, generator=g) * 2 * math.pi
         flip = torch.rand(n, generator=g) < 0.5
         shift = (torch.rand(n, 2, generator=g) * 2 - 1) * self.max_shift
         return rotate(x, angle.to(x.device), flip, shift.to(x.device))
 
     def __repr__(self) -> str:
-        return f"RandomOrientation(max_shift={self.max_shift})"
+        return f"RandomOrientation(max_shift={self.max_shift}, mode={self.mode!r})"
+
+
+def perturb_cutout(
+    image: np.ndarray, rng: np.random.Generator, max_shift: int = 4, min_scale: float = 0.3
+) -> np.ndarray:
+    """Return a 300x300 FIRST cutout as it might have been observed differently.
+
+    Two physical perturbations, applied to the raw cutout *before* the
+    canonical preprocessing, so that the model sees their real effect on the
+    3-sigma clipping and the min..max scaling:
+
+    - the source fainter by a factor ``s`` drawn from [``min_scale``, 1], with
+      the noise kept at the map's level by adding beam-correlated Gaussian
+      noise of rms ``sigma * sqrt(1 - s**2)`` (FIRST's 5.4" beam, 3 px FWHM);
+    - the source off-centre by up to ``max_shift`` pixels along each axis.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(300, 300)`` cutout in Jy/beam (NaN allowed).
+    rng : numpy.random.Generator
+        Source of randomness.
+    """
+    from astropy.stats import sigma_clipped_stats
+    from scipy.ndimage import gaussian_filter
+
+    x = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    _, _, sigma = sigma_clipped_stats(x, sigma=3, maxiters=5)
+    s = rng.uniform(min_scale, 1.0)
+    noise = gaussian_filter(rng.standard_normal(x.shape), BEAM_FWHM_PIXELS / 2.3548, mode="wrap")
+    noise *= sigma * np.sqrt(max(1.0 - s * s, 0.0)) / max(noise.std(), 1e-12)
+    x = s * x + noise
+    dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
+    return np.roll(x, (int(dy), int(dx)), axis=(0, 1)).astype(np.float32)

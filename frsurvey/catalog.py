@@ -419,6 +419,13 @@ def add_results(
     if existing:
         log.warning("the catalog already has %s (an earlier run?): replacing them", ", ".join(existing))
         out.remove_columns(existing)
+    clash = [c for c in out.colnames if c.upper() in OUTPUT_COLUMNS]
+    if clash:
+        log.warning(
+            "the catalog has column(s) %s, named like frsurvey's but for case: FITS readers, STILTS and TOPCAT "
+            "match column names without case and may take the input column for ours",
+            ", ".join(clash),
+        )
     for key in PROVENANCE_KEYS:
         out.meta.pop(key, None)
     n = len(out)

@@ -45,6 +45,27 @@ def md5sum(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _apply_circle(images: np.ndarray) -> np.ndarray:
+    """Return FRDEEP-F images as the canonical preprocessing makes them.
+
+    FRDEEP-F was scaled min..max over the whole square; the canonical recipe
+    masks first and scales inside the circle. Masking the corners is exact;
+    where the brightest pixel was in a corner, the inside is re-scaled to
+    0..255 the canonical way (a handful of images).
+    """
+    from .preprocess import BlankImageError, scale_to_uint8
+
+    mask = circle_mask()
+    out = images.copy()
+    out[:, ~mask] = 0
+    for i in np.flatnonzero(out.reshape(len(out), -1).max(axis=1) < 255):
+        try:
+            out[i] = scale_to_uint8(out[i].astype(np.float32), mask)
+        except BlankImageError:
+            pass  # an empty image stays empty
+    return out
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickle CIFAR-style batches, allowing numpy arrays and strings only."""
 
@@ -149,7 +170,7 @@ class FRDEEPF(Dataset):
             names.extend(f"{name}/{n}" for n in entry["filenames"])
         self.data = np.stack(data)
         if mask:
-            self.data[:, ~circle_mask()] = 0
+            self.data = _apply_circle(self.data)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.names = names
         label_names = _load_batch(self.root / self.base_folder / self.meta["filename"])[self.meta["key"]]
@@ -280,6 +301,12 @@ class LabeledCatalog(Dataset):
         Position columns, when they cannot be found by UCD or name.
     transform, target_transform : callable, optional
         As for :class:`FRDEEPF`.
+    variants : int
+        Also make this many physically perturbed versions of each image
+        (fainter and shifted, before the canonical preprocessing; see
+        :func:`frsurvey.augment.perturb_cutout`) into :attr:`variants`.
+    seed : int
+        Seed of the perturbations.
 
     Attributes
     ----------
@@ -291,6 +318,8 @@ class LabeledCatalog(Dataset):
         Their row numbers in the catalog.
     skipped : dict
         Count of skipped rows by reason (``label:<value>`` or an FR_STATUS).
+    variants : numpy.ndarray or None
+        uint8 ``(N, variants, 150, 150)`` perturbed versions, when asked for.
     """
 
     classes = ["FRI", "FRII"]
@@ -306,6 +335,8 @@ class LabeledCatalog(Dataset):
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         workers: int = 0,
+        variants: int = 0,
+        seed: int = 0,
     ) -> None:
         from astropy.table import Table
         from torch.utils.data import DataLoader
@@ -339,8 +370,9 @@ class LabeledCatalog(Dataset):
         keys = self.source.locate(ra[use], dec[use]) if len(use) else []
         prepared = PreparedCutouts(self.source, keys)
         loader = DataLoader(prepared, batch_size=None, num_workers=workers)
-        data, targets, rows = [], [], []
-        for (_, img, st, msg), row in zip(loader, use):
+        data, targets, rows, perturbed = [], [], [], []
+        rng = np.random.default_rng(seed)
+        for (j, img, st, msg), row in zip(loader, use):
             if img is None:
                 self.skipped[st] = self.skipped.get(st, 0) + 1
                 log.info("row %d skipped: %s %s", row, st, msg)
@@ -348,7 +380,10 @@ class LabeledCatalog(Dataset):
             data.append(np.asarray(img))
             targets.append(labels[row])
             rows.append(row)
+            if variants:
+                perturbed.append(self._perturbed(keys[int(j)], data[-1], variants, rng))
         self.source.close()
+        self.variants = np.stack(perturbed) if perturbed else None
         self.data = np.stack(data) if data else np.zeros((0, CROP_SIZE, CROP_SIZE), np.uint8)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -359,6 +394,19 @@ class LabeledCatalog(Dataset):
                 len(table),
                 ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())),
             )
+
+    def _perturbed(self, key, image: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        from .augment import perturb_cutout
+        from .preprocess import BlankImageError, preprocess_first
+
+        raw = self.source.load(key).image
+        out = np.empty((n, CROP_SIZE, CROP_SIZE), dtype=np.uint8)
+        for k in range(n):
+            try:
+                out[k] = preprocess_first(perturb_cutout(raw, rng))
+            except BlankImageError:  # faded into the noise: keep the real image
+                out[k] = image
+        return out
 
     def __len__(self) -> int:
         return len(self.data)

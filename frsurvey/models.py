@@ -154,37 +154,53 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 class FRClassifier(nn.Module):
     """A network with what it takes to turn its logits into honest scores.
 
-    ``forward`` returns logits divided by the calibration temperature; the
-    :meth:`predict` method gives probabilities and their spread over the 8
-    dihedral transforms of the input. ``card`` is the model card.
+    The card's ``temperature`` divides the logits (calibration); when the
+    card's ``tta`` is true, the probabilities are averaged over the 8 dihedral
+    transforms of the input (test-time augmentation: a radio galaxy's class
+    does not depend on its orientation). ``forward`` returns log-probabilities,
+    :meth:`predict` probabilities and their spread over the 8 transforms.
+    ``card`` is the model card.
     """
 
     def __init__(self, net: nn.Module, card: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.net = net
         self.card: dict[str, Any] = dict(card or {})
+        self.tta = bool(self.card.get("tta", False))
         self.register_buffer("temperature", torch.tensor(float(self.card.get("temperature", 1.0))))
 
+    def view_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the uncalibrated logits ``(8, N, classes)`` of each dihedral view of ``x``."""
+        n = x.shape[0]
+        per_view = self.net.backbone if isinstance(self.net, D4Average) else self.net
+        views = torch.cat([dihedral(x, k) for k in range(8)], dim=0)
+        return per_view(views).float().view(8, n, -1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x) / self.temperature
+        if self.tta and not isinstance(self.net, D4Average):
+            probs = torch.softmax(self.view_logits(x) / self.temperature, dim=-1).mean(dim=0)
+            return torch.log(probs.clamp_min(1e-12))
+        return torch.log_softmax(self.net(x).float() / self.temperature, dim=-1)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(probabilities (N, classes), spread (N,))`` for a batch.
 
-        The probabilities are those of the (calibrated) model for ``x``; the
+        The probabilities are the calibrated model's (averaged over the 8
+        dihedral views when the model uses test-time augmentation); the
         spread is the standard deviation of the last class's probability over
-        the 8 dihedral transforms of each image, a measure of how much the
-        answer depends on orientation.
+        the 8 views, a measure of how much the answer depends on orientation.
         """
-        n = x.shape[0]
-        views = torch.cat([dihedral(x, k) for k in range(8)], dim=0)
-        probs = torch.softmax(self(views).float(), dim=1).view(8, n, -1)
-        if isinstance(self.net, D4Average):
-            # The network is invariant; its spread comes from its backbone.
-            inner = torch.softmax(self.net.backbone(views).float() / self.temperature, dim=1).view(8, n, -1)
-            return probs[0], inner[..., -1].std(dim=0)
-        return torch.softmax(self(x).float(), dim=1), probs[..., -1].std(dim=0)
+        logits = self.view_logits(x)
+        per_view = torch.softmax(logits / self.temperature, dim=-1)
+        spread = per_view[..., -1].std(dim=0)
+        if isinstance(self.net, D4Average):  # exactly the invariant network's output
+            probs = torch.softmax(logits.mean(dim=0) / self.temperature, dim=-1)
+        elif self.tta:
+            probs = per_view.mean(dim=0)
+        else:
+            probs = per_view[0]
+        return probs, spread
 
 
 def build_model(arch: str, num_classes: int = len(CLASSES), **kwargs: Any) -> nn.Module:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from .augment import RandomOrientation
 from .metrics import binary_metrics
-from .models import FRClassifier, build_model
+from .models import D4Average, FRClassifier, build_model
 from .preprocess import to_model_input
 
 __all__ = ["TrainConfig", "fit_temperature", "predict_proba", "seed_everything", "split_stratified", "train_model"]
@@ -47,6 +47,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine or none
     warmup_epochs: int = 2
     augment: bool = True
+    orientation: str = "continuous"  # continuous, d4 or mixed: see RandomOrientation
     max_shift: float = 3.0
     balance: bool = True
     label_smoothing: float = 0.0
@@ -54,6 +55,7 @@ class TrainConfig:
     patience: int = 15
     seed: int = 0
     calibrate: bool = True
+    tta: bool = True  # predict with the mean over the 8 dihedral views (see FRClassifier)
     device: str = "auto"
     workers: int = 0
 
@@ -117,9 +119,15 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray, device="cpu", batc
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
-    """Return the temperature T > 0 minimising the NLL of ``softmax(logits / T)``."""
+    """Return the temperature T > 0 minimising the NLL of ``softmax(logits / T)``.
+
+    ``logits`` is ``(N, classes)``, or ``(V, N, classes)`` for V views of each
+    item whose probabilities are averaged (test-time augmentation).
+    """
     labels = torch.as_tensor(labels, dtype=torch.long)
     logits = logits.detach().float().clone()  # a normal tensor, even from inference mode
+    if logits.ndim == 2:
+        logits = logits[None]
     if len(labels) == 0:
         return 1.0
     log_t = torch.zeros(1, requires_grad=True)
@@ -127,13 +135,23 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        probs = torch.softmax(logits / log_t.exp(), dim=-1).mean(dim=0)
+        loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
         loss.backward()
         return loss
 
     opt.step(closure)
     t = float(log_t.detach().exp().item())
     return float(min(max(t, 0.05), 20.0)) if math.isfinite(t) else 1.0
+
+
+@torch.inference_mode()
+def _view_logits(model: FRClassifier, images: np.ndarray, batch_size: int = 128) -> torch.Tensor:
+    out = [
+        model.view_logits(torch.from_numpy(to_model_input(images[i : i + batch_size])))
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out, dim=1) if out else torch.zeros(8, 0, 2)
 
 
 def train_model(
@@ -150,7 +168,9 @@ def train_model(
     Parameters
     ----------
     images : numpy.ndarray
-        uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.preprocess`).
+        uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.preprocess`),
+        or ``(N, V, 150, 150)``: V versions of each (e.g. the image and its
+        physically perturbed variants), one drawn at random each time.
     labels : numpy.ndarray
         ``(N,)`` class indices, 0 = FRI, 1 = FRII.
     config : TrainConfig
@@ -182,12 +202,14 @@ def train_model(
     if val_images is None:
         tr, va = split_stratified(labels, cfg.val_fraction, cfg.seed)
         val_images, val_labels = images[va], labels[va]
+        if val_images.ndim == 4:
+            val_images = val_images[:, 0]
         images, labels = images[tr], labels[tr]
     val_labels = np.asarray(val_labels, dtype=np.int64)
     device = resolve_device(cfg.device)
     net = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
     opt = _optimizer(net.parameters(), cfg)
-    augment = RandomOrientation(cfg.max_shift, generator=gen) if cfg.augment else None
+    augment = RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen) if cfg.augment else None
 
     data = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
     counts = np.bincount(labels, minlength=2).astype(float)
@@ -214,6 +236,9 @@ def train_model(
 
             batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for xb, yb in batches:
+            if xb.ndim == 4:  # (B, V, H, W): one of each image's versions, at random
+                pick = torch.randint(xb.shape[1], (xb.shape[0],), generator=gen)
+                xb = xb[torch.arange(xb.shape[0]), pick]
             x = torch.from_numpy(to_model_input(xb.numpy())).to(device)
             y = yb.to(device)
             if augment is not None:
@@ -260,11 +285,18 @@ def train_model(
                 break
     net.load_state_dict(best[2])
     net = net.cpu().eval()
-    val_logits = predict_logits(net, val_images, "cpu")
-    temperature = fit_temperature(val_logits, val_t) if cfg.calibrate and len(val_t) else 1.0
-    model = FRClassifier(net, {"temperature": temperature})
-    val_prob_raw = torch.softmax(val_logits, 1)[:, 1].numpy()
-    val_prob = torch.softmax(val_logits / temperature, 1)[:, 1].numpy()
+    model = FRClassifier(net, {"tta": cfg.tta}).eval()
+    temperature = 1.0
+    if cfg.calibrate and len(val_t):
+        views = _view_logits(model, val_images)
+        if isinstance(net, D4Average):
+            views = views.mean(dim=0)
+        elif not cfg.tta:
+            views = views[0]
+        temperature = fit_temperature(views, val_t)
+    val_prob_raw = predict_proba(model, val_images)
+    model.temperature.fill_(temperature)
+    val_prob = predict_proba(model, val_images)
     out_hist: dict[str, Any] = dict(history)
     out_hist["best_epoch"] = best[1] + 1
     model.card.update(card or {})
@@ -278,6 +310,7 @@ def train_model(
             "n_val": len(val_labels),
             "history": out_hist,
             "temperature": temperature,
+            "tta": cfg.tta,
             "metrics": {
                 "validation": binary_metrics(val_labels, val_prob) if len(val_t) else {},
                 "validation_uncalibrated_ece": binary_metrics(val_labels, val_prob_raw)["ece"]

@@ -9,6 +9,7 @@ that need it are skipped with a reason when it is absent.
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import shutil
 import subprocess
@@ -272,13 +273,18 @@ def model_path(tmp_path_factory) -> Path:
     """A real model, trained in this session for 2 epochs on 64 synthetic images and saved with save_model."""
     import torch
 
-    from frsurvey.models import save_model
+    from frsurvey.models import SmallCNN, save_model
     from frsurvey.train import TrainConfig, train_model
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     images, labels = synthetic_training_set(64, seed=1)
-    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=2, batch_size=16, device="cpu", seed=0)
-    model, _ = train_model(images, labels, cfg, card={"name": "test-cnn-w4"})
+    # as small as it gets (classifying 301 cutouts means 9 x 301 forward passes on the CPU); the test
+    # model only has to be a real, trained, saved model, not a good one
+    arch_kwargs = {"width": 2}
+    if "stem_stride" in inspect.signature(SmallCNN).parameters:
+        arch_kwargs["stem_stride"] = 2
+    cfg = TrainConfig(arch="cnn", arch_kwargs=arch_kwargs, epochs=2, batch_size=16, device="cpu", seed=0)
+    model, _ = train_model(images, labels, cfg, card={"name": "test-cnn"})
     return save_model(model, tmp_path_factory.mktemp("model") / "test-model.pt")
 
 
@@ -288,3 +294,89 @@ def model(model_path):
     from frsurvey.models import load_model
 
     return load_model(model_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# A catalog where every FR_STATUS is reached by a real bad input
+
+
+def make_status_zoo(directory) -> tuple[Path, Path, list[str]]:
+    """Write images and a CSV catalog reaching every status; return (catalog, image dir, expected statuses).
+
+    Images (random-looking names, in a subdirectory too): a FRII-like and an FRI-like source in their own
+    SkyView-like cutouts; a 600x600 field with a source near its edge (crop inside: padded and classified)
+    and a position 30 px from its edge (outside_image); a file whose data was truncated (bad_image); an
+    all-zero image (blank_image); an image at 3.6"/px (wrong_scale). Bad positions: blank, NaN,
+    malformed sexagesimal, Dec 95. Duplicated positions, in decimal and sexagesimal, are classified alike.
+    """
+    directory = Path(directory)
+    images = directory / "images"
+    rng = np.random.default_rng(99)
+    make_first_fits(images / random_name(rng), 150.0, 30.0, seed=1)
+    make_first_fits(
+        images / "sub" / random_name(rng, ".fits.gz"),
+        151.0,
+        31.0,
+        seed=2,
+        gz=True,
+        sources=default_blobs(151.0, 31.0, "FRI"),
+    )
+    field = first_wcs(160.0, 30.0, (600, 600))
+    edge_ra, edge_dec = (float(v) for v in field.pixel_to_world_values(100.3, 300.2))  # 100 px from the edge
+    out_ra, out_dec = (float(v) for v in field.pixel_to_world_values(300.2, 30.3))  # 30 px from the edge
+    make_first_fits(
+        images / random_name(rng),
+        160.0,
+        30.0,
+        shape=(600, 600),
+        seed=3,
+        sources=default_blobs(160.0, 30.0) + default_blobs(edge_ra, edge_dec, "FRI"),
+    )
+    truncated = make_first_fits(images / random_name(rng), 170.0, 30.0, seed=4)
+    raw = truncated.read_bytes()
+    truncated.write_bytes(raw[: 2880 + (len(raw) - 2880) // 3])  # the header, a third of the data
+    make_first_fits(images / random_name(rng), 180.0, 30.0, data=np.zeros((300, 300)))
+    make_first_fits(images / random_name(rng), 190.0, 30.0, scale_arcsec=3.6, seed=5)
+    rows = [
+        ("good FRII", "150.0", "30.0", "ok"),
+        ("good FRI", "151.0", "31.0", "ok"),
+        ("blank dec", "150.0", "", "bad_position"),
+        ("edge padded", f"{edge_ra:.10f}", f"{edge_dec:.10f}", "ok"),
+        ("near edge", f"{out_ra:.10f}", f"{out_dec:.10f}", "outside_image"),
+        ("NaN ra", "nan", "30.0", "bad_position"),
+        ("truncated", "170.0", "30.0", "bad_image"),
+        ("zeros", "180.0", "30.0", "blank_image"),
+        ("coarse", "190.0", "30.0", "wrong_scale"),
+        ("nowhere", "200.0", "30.0", "no_image"),
+        ("malformed", "10:00", "+30:00:00", "bad_position"),
+        ("too far north", "150.0", "95.0", "bad_position"),
+        ("good FRII again", "150.0", "30.0", "ok"),
+        ("good FRII sexagesimal", "10:00:00.000", "+30:00:00.00", "ok"),
+    ]
+    catalog = directory / "zoo.csv"
+    lines = ["name,ra,dec,flux"] + [f"{n},{r},{d},{i * 1.5}" for i, (n, r, d, _) in enumerate(rows)]
+    catalog.write_text("\n".join(lines) + "\n")
+    return catalog, images, [s for *_, s in rows]
+
+
+@pytest.fixture(scope="session")
+def status_zoo(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """The status zoo, written once per session (treat as read-only)."""
+    return make_status_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def real_classified(tmp_path_factory, first_cutouts, model_path) -> tuple[subprocess.CompletedProcess, Path]:
+    """`frsurvey classify` run once on the 301 real cutouts with the session model: (process, output VOTable)."""
+    out = tmp_path_factory.mktemp("real") / "real.vot"
+    proc = run_frsurvey(
+        "classify",
+        first_cutouts / "catalog.csv",
+        "--images",
+        first_cutouts / "fits",
+        "--model",
+        model_path,
+        "--out",
+        out,
+    )
+    return proc, out

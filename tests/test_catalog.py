@@ -268,7 +268,7 @@ def test_only_dec_missing_says_so():
 
 def test_explicit_column_that_does_not_exist():
     t = Table({"RA": [1.0], "DEC": [2.0]})
-    with pytest.raises(NoPositionColumnsError, match="'nope' is not in the catalog.*RA, DEC"):
+    with pytest.raises(NoPositionColumnsError, match=r"'nope' is not in the catalog.*RA, DEC"):
         find_position_columns(t, "nope", "DEC")
 
 
@@ -322,7 +322,11 @@ def test_numeric_columns_in_degrees_need_no_warning(caplog):
 
 @pytest.mark.parametrize(
     ("ra_unit", "ra_value", "dec_unit", "dec_value"),
-    [(u.rad, np.pi, u.arcmin, 30.0 * 60), (u.hourangle, 12.0, u.arcsec, 30.0 * 3600), (u.deg, 180.0, u.mas, 3.0e7 * 3.6)],
+    [
+        (u.rad, np.pi, u.arcmin, 30.0 * 60),
+        (u.hourangle, 12.0, u.arcsec, 30.0 * 3600),
+        (u.deg, 180.0, u.mas, 3.0e7 * 3.6),
+    ],
 )
 def test_numeric_columns_in_other_angle_units(ra_unit, ra_value, dec_unit, dec_value, caplog):
     t = Table({"RA": [ra_value], "DEC": [dec_value]})
@@ -383,7 +387,7 @@ def test_masked_nan_and_poles(caplog):
     t["ra"] = MaskedColumn([10.0, 20.0, np.nan, 40.0, 50.0, 60.0], mask=[False, True, False, False, False, False])
     t["dec"] = MaskedColumn([90.0, 0.0, 0.0, np.nan, -90.0, 90.000001], mask=[False] * 6)
     with caplog.at_level(logging.WARNING, logger="frsurvey"):
-        ra, dec, status = parse_positions(t, "ra", "dec")
+        _, dec, status = parse_positions(t, "ra", "dec")
     assert list(status) == ["ok", "bad_position", "bad_position", "bad_position", "ok", "bad_position"]
     assert dec[0] == 90.0 and dec[4] == -90.0
     assert any("4 row(s) have no usable position" in r.getMessage() for r in caplog.records)
@@ -578,3 +582,20 @@ def test_reclassified_fits_keeps_column_ucds_in_place(tmp_path):
     assert ucds["FR_CLASS"] == "src.morph.type"
     assert ucds["FR_STATUS"] == "meta.code.status"
     assert ucds["RAJ2000"] == "pos.eq.ra;meta.main"
+
+
+def test_input_columns_named_like_ours_but_for_case_are_kept_with_a_warning(caplog):
+    """The MiraBest catalog has `fr_class` (the truth); STILTS/TOPCAT/FITS match names without case."""
+    t = Table({"RA": [1.0], "DEC": [2.0], "fr_class": ["FRII"], "Fr_Status": ["x"], "other": [3]})
+    with caplog.at_level(logging.WARNING, logger="frsurvey"):
+        out = add_results(t, ["FRI"], [0.8], ["ok"], uncertainty=[0.1])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("fr_class, Fr_Status" in m and "case" in m for m in messages), messages
+    assert out.colnames == ["RA", "DEC", "fr_class", "Fr_Status", "other", *OUTPUT_COLUMNS]
+    assert list(out["fr_class"]) == ["FRII"] and list(out["FR_CLASS"]) == ["FRI"]
+
+
+def test_no_case_warning_for_ordinary_catalogs(caplog):
+    with caplog.at_level(logging.WARNING, logger="frsurvey"):
+        add_results(input_table(), ["FRI"] * 4, [0.8] * 4, ["ok"] * 4)
+    assert caplog.records == []

@@ -275,3 +275,31 @@ def test_make_source():
         make_source()
     with pytest.raises(ValueError, match="unknown image source"):
         make_source(images=".", source="skyview-nope")
+
+
+def test_images_across_ra_zero_and_near_the_pole(tmp_path, rng):
+    wrap = make_first_fits(tmp_path / random_name(rng), 0.02, 10.0)
+    pole = make_first_fits(tmp_path / random_name(rng), 45.0, 89.95, seed=2)
+    src = LocalFITSSource(tmp_path)
+    for ra, dec, origin in [(359.99, 10.0, wrap), (0.05, 10.0, wrap), (45.0, 89.95, pole), (44.0, 89.95, pole)]:
+        cut = cutout(src, ra, dec)
+        assert cut.ok, (ra, dec, cut.message)
+        assert cut.origin == str(origin)
+    # across the pole, 0.04 deg from the centre: in the image but too close to its edge
+    assert cutout(src, 225.0, 89.99).status == Status.OUTSIDE_IMAGE
+
+
+def test_several_images_in_one_file(tmp_path, rng):
+    path = tmp_path / random_name(rng)
+    hdus = [fits.PrimaryHDU()]
+    for ra in (100.0, 101.0):
+        h = first_wcs(ra, 0.0).to_header()
+        data = np.random.default_rng(int(ra)).normal(0, 1.5e-4, (300, 300)).astype(np.float32)
+        hdus.append(fits.ImageHDU(data, header=h))
+    fits.HDUList(hdus).writeto(path)
+    src = LocalFITSSource(tmp_path)
+    assert sorted(r.hdu for r in src.records) == [1, 2]
+    for ra, ext in ((100.0, 1), (101.0, 2)):
+        cut = cutout(src, ra, 0.0)
+        assert cut.ok, cut.message
+        np.testing.assert_array_equal(cut.image, fits.getdata(path, ext))

@@ -22,9 +22,9 @@ from frsurvey.preprocess import (
 def synthetic_cutout(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     w = first_wcs(150.0, 20.0)
-    return (rng.normal(0, FIRST_NOISE, (300, 300)) + render_blobs(w, (300, 300), default_blobs(150.0, 20.0), 1.8)).astype(
-        np.float32
-    )
+    return (
+        rng.normal(0, FIRST_NOISE, (300, 300)) + render_blobs(w, (300, 300), default_blobs(150.0, 20.0), 1.8)
+    ).astype(np.float32)
 
 
 def test_reference_pngs_agree(first_cutouts):

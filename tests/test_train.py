@@ -1,0 +1,171 @@
+"""Training for real (a few epochs on tiny data), checkpoints and their model card, and `frsurvey train`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_frsurvey, synthetic_training_set
+
+from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
+from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
+from frsurvey.train import TrainConfig, train_model
+
+
+@pytest.fixture(scope="module")
+def easy_data():
+    return synthetic_training_set(64, seed=11)
+
+
+@pytest.fixture(scope="module")
+def trained(easy_data):
+    images, labels = easy_data
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=3, batch_size=16, device="cpu", seed=3)
+    return train_model(images, labels, cfg, card={"name": "tiny"})
+
+
+def test_training_lowers_the_loss(trained):
+    model, history = trained
+    losses = history["train_loss"]
+    assert len(losses) == 3
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert set(history) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "best_epoch"}
+    assert 1 <= history["best_epoch"] <= 3
+    assert isinstance(model, FRClassifier)
+    assert not any(m.training for m in model.net.modules())  # BN and dropout in evaluation mode
+
+
+def test_trained_model_reports_evaluation_mode(trained):
+    model, _ = trained
+    assert not model.training
+
+
+def test_checkpoint_reloads_with_identical_predictions(trained, easy_data, tmp_path):
+    model, _ = trained
+    path = save_model(model, tmp_path / "sub" / "m.pt")
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temporary file left
+    again = load_model(path)
+    assert isinstance(again, FRClassifier) and not again.training
+    x = torch.from_numpy(to_model_input(easy_data[0][:20]))
+    p1, s1 = model.predict(x)
+    p2, s2 = again.predict(x)
+    np.testing.assert_array_equal(p1.numpy(), p2.numpy())
+    np.testing.assert_array_equal(s1.numpy(), s2.numpy())
+    assert p1.shape == (20, 2) and s1.shape == (20,)
+    np.testing.assert_allclose(p1.sum(1).numpy(), 1.0, rtol=1e-6)
+    assert float(again.temperature) == pytest.approx(float(model.temperature))
+
+
+def test_model_card(trained, tmp_path):
+    model, _ = trained
+    path = save_model(model, tmp_path / "m.pt")
+    card = load_model(path).card
+    assert card["arch"] == "cnn" and card["arch_kwargs"] == {"width": 4}
+    assert card["name"] == "tiny"
+    assert card["classes"] == list(CLASSES) == ["FRI", "FRII"]
+    assert card["preprocessing"] == PREPROCESSING and card["preprocessing_version"] == PREPROCESSING_VERSION
+    assert set(card["versions"]) >= {"frsurvey", "torch", "numpy", "astropy", "python"}
+    assert card["versions"]["torch"] == torch.__version__
+    assert card["seed"] == 3
+    assert card["config"]["epochs"] == 3
+    assert "validation" in card["metrics"] and "accuracy" in card["metrics"]["validation"]
+    assert card["n_train"] + card["n_val"] == 64
+    assert card["temperature"] > 0
+    blob = torch.load(path, weights_only=True)
+    assert card["weights_sha256"] == weights_sha256(blob["state_dict"])
+    assert len(card["weights_sha256"]) == 64
+
+
+def test_same_seed_same_weights(easy_data):
+    images, labels = easy_data
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=1, batch_size=16, device="cpu", seed=5)
+    a, _ = train_model(images[:32], labels[:32], cfg)
+    b, _ = train_model(images[:32], labels[:32], cfg)
+    assert weights_sha256(a.net.state_dict()) == weights_sha256(b.net.state_dict())
+
+
+def test_tampered_checkpoint_is_refused(trained, tmp_path):
+    model, _ = trained
+    path = save_model(model, tmp_path / "m.pt")
+    blob = torch.load(path, weights_only=True)
+    name = next(iter(blob["state_dict"]))
+    blob["state_dict"][name] = blob["state_dict"][name] + 1e-3
+    torch.save(blob, tmp_path / "tampered.pt")
+    with pytest.raises(CheckpointError, match="tampered"):
+        load_model(tmp_path / "tampered.pt")
+
+
+def test_checkpoint_for_other_preprocessing_is_refused(trained, tmp_path):
+    model, _ = trained
+    path = save_model(model, tmp_path / "m.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["card"]["preprocessing_version"] = PREPROCESSING_VERSION + 1
+    torch.save(blob, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"preprocessing|trained on images"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_missing_and_non_checkpoint_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_model(junk)
+
+
+@pytest.mark.slow
+def test_train_cli_end_to_end(tmp_path, frdeep_archive):
+    out = tmp_path / "ckpt" / "cli.pt"
+    proc = run_frsurvey(
+        "train",
+        "--dataset",
+        "frdeep-f",
+        "--data-root",
+        tmp_path / "data",
+        "--download",
+        "--dataset-url",
+        frdeep_archive,
+        "--epochs",
+        "1",
+        "--arch",
+        "cnn",
+        "--width",
+        "4",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        out,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"-> {out}" in proc.stderr and "1 epochs" in proc.stderr
+    model = load_model(out)
+    card = model.card
+    assert card["arch"] == "cnn" and card["arch_kwargs"] == {"width": 4}
+    assert card["training_data"][0]["name"] == "FRDEEP-F"
+    assert card["training_data"][0]["archive_md5"] == "2f39461e6c62fb45289559915106013a"
+    assert card["metrics"]["frdeep_f_test"]["n"] == 50
+    assert card["n_train"] + card["n_val"] == 550
+    assert len(card["history"]["train_loss"]) == 1
+    # the dataset was installed under --data-root, nowhere else
+    assert (tmp_path / "data" / "FIRST_PNG_dataset" / "test_batch").is_file()
+
+
+def test_train_cli_without_dataset_is_a_usage_error(tmp_path):
+    proc = run_frsurvey("train", "--out", tmp_path / "x.pt")
+    assert proc.returncode == 2
+    assert "frsurvey: error:" in proc.stderr and "--dataset" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_cli_with_a_missing_dataset(tmp_path):
+    proc = run_frsurvey("train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", tmp_path / "x.pt")
+    assert proc.returncode == 2
+    assert "missing" in proc.stderr and "Traceback" not in proc.stderr
