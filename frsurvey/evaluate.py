@@ -23,7 +23,7 @@ from .metrics import binary_metrics
 from .models import FRClassifier
 from .preprocess import to_model_input
 
-__all__ = ["cross_validate", "evaluate_model", "predict", "write_report"]
+__all__ = ["cross_validate", "evaluate_model", "json_safe", "predict", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,19 @@ def cross_validate(
     return {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary}
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """Return ``value`` with numpy scalars and arrays as Python values and NaN/inf as None."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return v if math.isfinite(v) else None
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     return value
 
 
@@ -139,7 +140,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     paths["json"] = out / "metrics.json"
-    paths["json"].write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+    paths["json"].write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
     if history:
         paths["training"] = plots.training_curves(history, out / "training.png")
     prob = metrics.get("prob")
