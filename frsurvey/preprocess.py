@@ -6,8 +6,9 @@ FRDEEP-F (Tang et al. 2019) and MiraBest (Porter & Scaife) images were made
 from SkyView FIRST cutouts, pixel for pixel:
 
 1. NaN to 0;
-2. ``sigma_clipped_stats(image, sigma=3, maxiters=5)`` and every pixel at or
-   below three times that standard deviation set to 0;
+2. the standard deviation of ``sigma_clipped_stats(image, sigma=3, maxiters=5)``
+   (computed by :func:`sigma_clipped_std`, which gives astropy's number to
+   the last bit, faster) and every pixel at or below three times it set to 0;
 3. the central 150x150 pixels;
 4. pixels outside the inscribed circle (radius 75 pixels) set to 0;
 5. inside the circle, min..max scaled to 0..255 and converted to 8 bits the
@@ -17,7 +18,6 @@ from SkyView FIRST cutouts, pixel for pixel:
 from __future__ import annotations
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
 __all__ = [
     "CROP_SIZE",
@@ -28,6 +28,7 @@ __all__ = [
     "BlankImageError",
     "circle_mask",
     "preprocess_first",
+    "sigma_clipped_std",
     "to_model_input",
 ]
 
@@ -88,6 +89,55 @@ def scale_to_uint8(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndar
     return _to_uint8(out)
 
 
+def sigma_clipped_std(data: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> np.floating:
+    """Return the standard deviation of ``data`` after iterative sigma clipping.
+
+    The same number, to the last bit, as
+    ``astropy.stats.sigma_clipped_stats(data, sigma=sigma, maxiters=maxiters)[2]``
+    (median centre, population standard deviation, bounds inclusive) for
+    finite data, computed about twice as fast: the data are sorted once, so
+    that each iteration's median is read off the sorted values and its
+    clipped set found by bisection, and each standard deviation is computed
+    by numpy on the clipped values in their original order and byte order,
+    as astropy computes it.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Finite values (no NaN or inf), any shape and float dtype.
+    sigma : float
+        Clipping bound in standard deviations, both sides.
+    maxiters : int
+        Most clipping iterations.
+
+    Returns
+    -------
+    numpy.floating
+        NaN for empty input.
+    """
+    x = np.asarray(data).ravel()
+    if x.size == 0:
+        return np.float32(np.nan)
+    ordered = np.sort(x.astype(x.dtype.newbyteorder("=")))
+    a, b = 0, ordered.size
+    clipped = x
+    for _ in range(maxiters):
+        n = b - a
+        m = a + n // 2
+        center = ordered[m] if n % 2 else np.mean(ordered[m - 1 : m + 1])
+        std = np.nanstd(clipped)
+        lo, hi = center - std * sigma, center + std * sigma
+        a2 = int(np.searchsorted(ordered, lo, side="left"))
+        b2 = int(np.searchsorted(ordered, hi, side="right"))
+        if (a2, b2) == (a, b):
+            break
+        a, b = a2, b2
+        if a == b:
+            return np.float32(np.nan)
+        clipped = x[(x >= lo) & (x <= hi)]
+    return np.nanstd(clipped)
+
+
 def preprocess_first(image: np.ndarray) -> np.ndarray:
     """Return the canonical 150x150 uint8 image of a 300x300 FIRST cutout.
 
@@ -119,7 +169,7 @@ def preprocess_first(image: np.ndarray) -> np.ndarray:
     if not np.issubdtype(image.dtype, np.floating):
         image = image.astype(np.float32)
     image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
-    _, _, std = sigma_clipped_stats(image, sigma=3, maxiters=5)
+    std = sigma_clipped_std(image, sigma=3, maxiters=5)
     lo = (CUTOUT_SIZE - CROP_SIZE) // 2
     crop = image[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE].copy()
     crop[crop <= 3 * std] = 0
