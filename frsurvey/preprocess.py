@@ -118,6 +118,11 @@ def sigma_clipped_std(data: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -
     x = np.asarray(data).ravel()
     if x.size == 0:
         return np.float32(np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _clipped_std(x, sigma, maxiters)
+
+
+def _clipped_std(x: np.ndarray, sigma: float, maxiters: int) -> np.floating:
     ordered = np.sort(x.astype(x.dtype.newbyteorder("=")))
     a, b = 0, ordered.size
     clipped = x
