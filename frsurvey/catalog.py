@@ -480,6 +480,8 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
                 _write_votable(table, tmp)
             elif fmt == "fits":
                 _write_fits(table, tmp)
+            elif fmt == "csv":
+                _csv_ready(table).write(tmp, format="ascii.csv", overwrite=True)
             else:
                 table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True)
         # mkstemp made the file private (0600): give it the mode of the file it replaces, or the umask's
@@ -489,6 +491,18 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _csv_ready(table: Table) -> Table:
+    """Return ``table`` with array-valued columns as text (space-separated values), which CSV can hold."""
+    out = Table(table, copy=False)
+    for name in out.colnames:
+        col = out[name]
+        if isinstance(col, Column) and (col.ndim > 1 or col.dtype.kind == "O"):
+            text = _text_column(col)
+            text.description = col.description
+            out.replace_column(name, text)
+    return out
 
 
 def _umask() -> int:
@@ -501,47 +515,353 @@ def _provenance_items(table: Table) -> list[tuple[str, str, str]]:
     return [(k, str(table.meta[k]), PROVENANCE_KEYS[k]) for k in PROVENANCE_KEYS if k in table.meta]
 
 
+#: Characters XML 1.0 cannot carry at all (not even as character references).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Column meta keys carried into the written files (others are astropy's own bookkeeping).
+_KEPT_COLUMN_META = ("ucd", "utype", "xtype", "width", "precision")
+#: TABLE attributes kept in ``meta`` by astropy's VOTable reader; written back as attributes, not INFO.
+_TABLE_ATTRIBUTES = ("ID", "name", "ref", "ucd", "utype", "description")
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def _text_column(col) -> MaskedColumn:
+    """Return a column of Python text for any column: bytes decoded as UTF-8, arrays as space-separated values.
+
+    None and blank cells become blank (masked); blank elements of arrays are
+    written ``--``; characters XML cannot carry become U+FFFD.
+    """
+    data = np.ma.getdata(col)
+    full = np.ma.getmaskarray(col)
+    if full.ndim > 1:
+        elements = full.reshape(full.shape[0], -1)
+        mask = elements.all(axis=1) if elements.shape[1] else np.zeros(len(col), dtype=bool)
+    else:
+        elements, mask = None, full.copy()
+    out = []
+    for i, item in enumerate(data):
+        if mask[i] or item is None or item is np.ma.masked:
+            mask[i] = True
+            out.append("")
+            continue
+        if isinstance(item, (bytes, np.bytes_)):
+            item = bytes(item).decode("utf-8", "replace")
+        elif isinstance(item, np.ndarray) and item.ndim:
+            blank = elements[i] if elements is not None else np.ma.getmaskarray(item).ravel()
+            item = " ".join("--" if b else str(x) for x, b in zip(np.ma.getdata(item).ravel(), blank))
+        out.append(_XML_ILLEGAL.sub("\ufffd", str(item)))
+    width = max([1] + [len(x) for x in out])
+    return MaskedColumn(np.array(out, dtype=f"U{width}"), mask=mask)
+
+
+def _free_integer(values: np.ndarray, dtype: np.dtype) -> int | None:
+    """Return an integer of ``dtype`` that is not among ``values`` (a null value for it), or None."""
+    info = np.iinfo(dtype)
+    present = np.unique(values)
+    for candidate in (info.min, info.max, -1, 0):
+        if info.min <= candidate <= info.max and not np.isin(candidate, present):
+            return int(candidate)
+    if len(present) < info.max - info.min + 1:  # a gap somewhere: the first one after the minimum
+        ints = present.astype(np.int64)
+        gaps = np.flatnonzero(np.diff(ints) > 1)
+        if len(gaps):
+            return int(ints[gaps[0]] + 1)
+    return None
+
+
+def _plain_column(col) -> Column:
+    """Return ``col`` as a plain Column that both VOTable and FITS can hold as it is.
+
+    Values, mask, unit, description and UCD are kept; types the formats lack
+    become the nearest wider type (``int8`` -> ``int16``, ``uint16`` ->
+    ``int32``, ``float16`` -> ``float32``, ...); bytes are decoded as UTF-8;
+    object columns of text become text; characters XML cannot carry become
+    U+FFFD. Masked integers get a null value (``meta['null']``) that no
+    unmasked value takes, widening the type when every value is taken.
+    """
+    data = np.ma.getdata(col)
+    masked = bool(np.any(np.ma.getmaskarray(col)))
+    kind = data.dtype.kind
+    if kind == "O":
+        items = [x for x in data if x is not None and x is not np.ma.masked]
+        if items and all(isinstance(x, np.ndarray) and x.dtype.kind in "biufc" for x in items):
+            new = col.copy()  # variable-length arrays: both formats have them
+        else:
+            new = _text_column(col)
+    elif kind in "SUMmV":
+        new = _text_column(col)
+    else:
+        target = data.dtype
+        if kind == "i" and data.dtype.itemsize == 1:
+            target = np.dtype(np.int16)
+        elif kind == "u" and (data.dtype.itemsize > 1 or masked):
+            target = np.dtype({1: np.int16, 2: np.int32}.get(data.dtype.itemsize, np.int64))
+            if data.dtype.itemsize == 8 and data.size and data.max() > np.iinfo(np.int64).max:
+                target = np.dtype(np.float64)
+        elif kind == "f" and data.dtype.itemsize not in (4, 8):
+            target = np.dtype(np.float32 if data.dtype.itemsize < 4 else np.float64)
+        elif kind == "c" and data.dtype.itemsize not in (8, 16):
+            target = np.dtype(np.complex128)
+        cls = MaskedColumn if masked else Column
+        kwargs = {"mask": np.ma.getmaskarray(col)} if masked else {}
+        new = cls(np.asarray(data, dtype=target), **kwargs)
+        if masked and target.kind == "i":
+            good = np.asarray(new.data)[~np.ma.getmaskarray(new)]
+            null = _free_integer(good, target)
+            while null is None:  # every value of the type is taken: widen it
+                target = np.dtype({2: np.int32, 4: np.int64}.get(target.itemsize, np.int64))
+                new = MaskedColumn(np.asarray(data, dtype=target), mask=np.ma.getmaskarray(col))
+                null = _free_integer(good.astype(target), target)
+            new.fill_value = null
+            new.meta["null"] = null
+    new.name = col.info.name
+    new.unit = col.info.unit
+    new.description = col.info.description
+    for key in _KEPT_COLUMN_META:
+        value = (col.info.meta or {}).get(key)
+        if value is not None:
+            new.meta[key] = value
+    return new
+
+
+def _plain_table(table: Table) -> Table:
+    """Return ``table`` with plain columns only (see :func:`_plain_column`) and no meta.
+
+    Times become ISO 8601 text (``xtype`` ``timestamp``); other mixin
+    columns (quantities, coordinates) become the plain columns astropy
+    represents them with.
+    """
+    from astropy.table.serialize import represent_mixins_as_columns
+    from astropy.time import Time
+
+    work = Table(table, copy=False)
+    work.meta = {}
+    for name in [n for n in work.colnames if isinstance(work[n], Time)]:
+        t = work[name]
+        text = MaskedColumn(
+            np.array([str(x) for x in np.ma.getdata(t.isot)], dtype=str),
+            mask=np.ma.getmaskarray(getattr(t, "mask", False)),
+        )
+        text.description = t.info.description
+        text.meta["xtype"] = "timestamp"
+        for key in ("ucd", "utype"):
+            if (t.info.meta or {}).get(key):
+                text.meta[key] = t.info.meta[key]
+        work.replace_column(name, text)
+    if work.has_mixin_columns:
+        work = represent_mixins_as_columns(work)
+    return Table([_plain_column(work[n]) for n in work.colnames], meta={})
+
+
+def _extra_meta(table: Table) -> list[tuple[str, str]]:
+    """Table meta other than provenance and TABLE attributes, as (key, text) pairs."""
+    out = []
+    for key, value in table.meta.items():
+        if (
+            key in PROVENANCE_KEYS
+            or key in _TABLE_ATTRIBUTES
+            or _COLUMN_KEYWORD.match(str(key))
+            or not isinstance(value, (str, int, float, bool, np.number))
+        ):
+            continue
+        out.append((str(key), str(value)))
+    return out
+
+
+def _never(*args) -> bool:
+    return False
+
+
+def _no_empty_cells(field) -> None:
+    """Make astropy write the blank elements of a fixed-size array cell (``?``) rather than ``<TD/>``."""
+    setup = field._setup
+
+    def _setup(config, pos):  # astropy sets the converter up again when it writes the FIELD
+        setup(config, pos)
+        field.converter.supports_empty_values = _never
+
+    field._setup = _setup
+    _setup({}, None)
+
+
+def _fill_fixed_cells(table: Table) -> None:
+    """Write blanks of numeric arrays as values (NaN, the null value), and complex numbers as pairs, in place.
+
+    An empty ``<TD/>`` is no value for a fixed-size array, and astropy
+    writes one where every element of a cell is blank; NaN and the FIELD's
+    null value say "blank" element by element. Complex numbers become
+    (real, imaginary) pairs of floats, as STIL reads them anyway.
+    """
+    for name in table.colnames:
+        col = table[name]
+        mask = np.ma.getmaskarray(col)
+        if col.dtype.kind == "c":
+            # as STIL holds them: (real, imaginary) pairs; astropy writes complex NaN as 'nan', which is no VOTable
+            data = np.ma.getdata(col)
+            pairs = np.stack([data.real, data.imag], axis=-1)
+            pairs[mask] = np.nan
+            col = Column(pairs, unit=col.unit, description=col.description, meta=col.meta)
+            table.replace_column(name, col)
+            continue
+        if not mask.any() or col.ndim < 2 or col.dtype.kind not in "iuf":
+            continue
+        fill = col.meta.get("null") if col.dtype.kind in "iu" else np.nan
+        if fill is None:
+            continue
+        filled = Column(np.ma.filled(col, fill), unit=col.unit, description=col.description, meta=col.meta)
+        table.replace_column(name, filled)
+
+
 def _write_votable(table: Table, path: str) -> None:
+    """Write a VOTable 1.4 (TABLEDATA) that ``stilts votlint`` accepts without errors or warnings.
+
+    FIELDs carry name, datatype, unit, UCD and DESCRIPTION; integers with
+    blanks a null value; booleans the ``boolean`` type (``bit`` has no null);
+    text ``char`` when it is ASCII, ``unicodeChar`` otherwise, of variable
+    length. IDs are written only where they are valid XML IDs, unique in the
+    document. Provenance goes into INFO elements with their meaning as text.
+    """
+    from astropy.io.votable import converters
     from astropy.io.votable.tree import Info, VOTableFile
 
-    plain = table.copy(copy_data=False)
-    for key in list(plain.meta):
-        plain.meta.pop(key)
+    plain = _plain_table(table)
+    _fill_fixed_cells(plain)
     vot = VOTableFile.from_table(plain)
     resource = vot.resources[0]
+    votab = resource.tables[0]
+    ids: set[str] = set()
+    for field, name in zip(votab.fields, plain.colnames):
+        col = plain[name]
+        kind = col.dtype.kind
+        if _NCNAME.match(name) and name not in ids:
+            field.ID = name
+            ids.add(name)
+        else:
+            field.ID = None
+        if kind == "b":
+            field.datatype = "boolean"
+        elif kind == "U":
+            text = np.ma.getdata(col)
+            field.datatype = "char" if all(str(x).isascii() for x in text) else "unicodeChar"
+            field.arraysize = "*"
+        elif kind in "iu" and "null" in col.meta:
+            field.values.null = col.meta["null"]
+        else:
+            continue
+        field.converter = converters.get_converter(field)
+        if kind == "b" and col.ndim > 1 and np.any(np.ma.getmaskarray(col).all(axis=tuple(range(1, col.ndim)))):
+            _no_empty_cells(field)
+    for key in ("name", "description"):
+        value = table.meta.get(key)
+        if isinstance(value, str) and value.strip():
+            setattr(votab, key, value)
+    resource.description = (
+        f"Catalog with Fanaroff-Riley classifications by frsurvey (columns {', '.join(OUTPUT_COLUMNS)})"
+        if any(c in table.colnames for c in OUTPUT_COLUMNS)
+        else None
+    )
     for key, value, meaning in _provenance_items(table):
-        info = Info(name=key, value=value)
+        info = Info(name=key, value=_XML_ILLEGAL.sub("\ufffd", value))
+        info.ID = None
         info.content = meaning
         resource.infos.append(info)
-    for key, value in table.meta.items():
-        if key in PROVENANCE_KEYS or _COLUMN_KEYWORD.match(str(key)) or not isinstance(value, (str, int, float)):
-            continue
-        resource.infos.append(Info(name=str(key), value=str(value)))
+    for key, value in _extra_meta(table):
+        info = Info(name=_XML_ILLEGAL.sub("\ufffd", key), value=_XML_ILLEGAL.sub("\ufffd", value))
+        info.ID = None
+        resource.infos.append(info)
     vot.to_xml(path)
+    if len(plain) == 0:  # astropy leaves DATA out, and STIL reads a TABLE without DATA as no table at all
+        text = Path(path).read_text(encoding="utf-8")
+        cut = text.rindex("</TABLE>")
+        indent = text[:cut].rsplit("\n", 1)[1]
+        data = f"{indent} <DATA>\n{indent}  <TABLEDATA/>\n{indent} </DATA>\n"
+        Path(path).write_text(text[: cut - len(indent)] + data + text[cut - len(indent) :], encoding="utf-8")
 
 
 def _write_fits(table: Table, path: str) -> None:
+    """Write a FITS binary table TOPCAT and STILTS read as meant.
+
+    ``TUNITn``, ``TUCDn`` and ``TCOMMn`` for every column that has them,
+    ``TNULLn`` for integer columns with blanks (a value no row takes), FITS
+    logical nulls for blank booleans, and the provenance as header keywords
+    with comments. FITS text is ASCII: other characters become ``?`` (with a
+    warning; a VOTable keeps them).
+    """
     from astropy.io import fits
 
-    plain = table.copy(copy_data=False)
-    for key in list(plain.meta):
-        if (
-            key in PROVENANCE_KEYS
-            or _COLUMN_KEYWORD.match(str(key))
-            or not isinstance(plain.meta[key], (str, int, float, bool))
-        ):
-            plain.meta.pop(key)
+    plain = _plain_table(table)
+    for name in plain.colnames:
+        if not (name.isascii() and name.isprintable()):
+            new_name = _fits_text(name)
+            while new_name in plain.colnames:
+                new_name += "_"
+            log.warning("column %r is named %r in the FITS table (FITS names are ASCII)", name, new_name)
+            plain.rename_column(name, new_name)
+    null_booleans: dict[str, np.ndarray] = {}
+    for name in plain.colnames:
+        col = plain[name]
+        if col.dtype.kind == "U":
+            text = [str(x) for x in np.ma.getdata(col)]
+            if not all(x.isascii() for x in text):
+                log.warning(
+                    "column %s has non-ASCII text: '?' stands for it in the FITS table (FITS text is ASCII)", name
+                )
+                fixed = MaskedColumn(
+                    [_fits_text(x) for x in text],
+                    mask=np.ma.getmaskarray(col),
+                    unit=col.unit,
+                    description=col.description,
+                    meta=col.meta,
+                )
+                plain.replace_column(name, fixed)
+        elif col.dtype.kind == "b" and np.any(np.ma.getmaskarray(col)):
+            null_booleans[name] = np.ma.getmaskarray(col).copy()
+        elif "null" in col.meta:  # blank integers hold the TNULL value
+            filled = Column(col.filled(col.meta["null"]), unit=col.unit, description=col.description, meta=col.meta)
+            plain.replace_column(name, filled)
+    for key, value in _extra_meta(table):
+        plain.meta[key] = _fits_text(value)
+    if isinstance(table.meta.get("name"), str) and "EXTNAME" not in plain.meta:
+        plain.meta["EXTNAME"] = _fits_text(table.meta["name"])
     hdu = fits.table_to_hdu(plain)
     header = hdu.header
-    for n, col in enumerate(table.itercols(), start=1):
+    for n, col in enumerate(plain.itercols(), start=1):
         ucd = col.meta.get("ucd")
         if ucd:
             header[f"TUCD{n}"] = (str(ucd), f"UCD of {col.name}"[:46])
         if col.description:
             header[f"TCOMM{n}"] = _fits_text(col.description)
+        if "null" in col.meta:
+            header[f"TNULL{n}"] = (int(col.meta["null"]), "value of blank (null) entries")
     for key, value, meaning in _provenance_items(table):
         header[key] = (_fits_text(value), meaning)
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+    if null_booleans:
+        _blank_fits_logicals(path, null_booleans)
+
+
+def _blank_fits_logicals(path: str, masks: dict[str, np.ndarray]) -> None:
+    """Set the bytes of blank booleans in the first table extension of ``path`` to 0, FITS's logical null.
+
+    astropy writes a blank boolean as a value; the FITS standard's null for
+    ``L`` columns is the byte 0, which it has no way to write.
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        hdu = hdul[1]
+        offset = hdul.fileinfo(1)["datLoc"]
+        rowlen = hdu.header["NAXIS1"]
+        nrows = hdu.header["NAXIS2"]
+        starts = {name: hdu.data.dtype.fields[name][1] for name in masks}
+    raw = np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=(nrows, rowlen))
+    try:
+        for name, mask in masks.items():
+            mask = mask.reshape(nrows, -1)
+            for k in range(mask.shape[1]):
+                raw[mask[:, k], starts[name] + k] = 0
+        raw.flush()
+    finally:
+        del raw
 
 
 def _fits_text(text: str) -> str:

@@ -22,6 +22,7 @@ from .catalog import add_results, find_position_columns, parse_positions, read_c
 from .models import CLASSES, FRClassifier, load_model
 from .prepare import PreparedCutouts, collate_prepared
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
+from .show import GalleryKeeper
 from .sources import Cutout, ImageSource, make_source
 from .status import Status, summarize
 
@@ -66,6 +67,7 @@ def classify_table(
     model: FRClassifier | str | os.PathLike | None = None,
     *,
     source: ImageSource | str | None = None,
+    source_options: dict[str, Any] | None = None,
     ra_col: str | None = None,
     dec_col: str | None = None,
     format: str | None = None,
@@ -74,6 +76,8 @@ def classify_table(
     device: str | torch.device = "auto",
     workers: int = 0,
     progress: bool = False,
+    gallery: str | os.PathLike | None = None,
+    gallery_max: int = 48,
 ) -> Table:
     """Return the catalog with Fanaroff-Riley classifications added.
 
@@ -88,7 +92,12 @@ def classify_table(
         default: the shipped model.
     source : ImageSource or str, optional
         An image source instance, or a source name for
-        :func:`frsurvey.sources.make_source`.
+        :func:`frsurvey.sources.make_source` (default: ``local`` with
+        ``images``, else ``skyview``).
+    source_options : dict, optional
+        Keyword arguments of :func:`frsurvey.sources.make_source` for a source
+        given by name (``cache``, ``offline``, ``skyview_url``, ``workers``,
+        ``max_rate``, ``timeout``, ``retries``, ...).
     ra_col, dec_col : str, optional
         Position columns, when they cannot be found by UCD or name.
     format, table_index : optional
@@ -101,6 +110,12 @@ def classify_table(
         DataLoader worker processes preparing images (0: in this process).
     progress : bool
         Show a tqdm progress bar on stderr.
+    gallery : path, optional
+        Also draw the canonical images of the first ``gallery_max`` rows,
+        with label, probability and status, into this PNG
+        (:mod:`frsurvey.show`); the images are kept from the run, not read again.
+    gallery_max : int
+        How many rows the gallery shows.
 
     Returns
     -------
@@ -125,7 +140,7 @@ def classify_table(
     else:
         model = model.to(dev).eval()
     if not isinstance(source, ImageSource):
-        source = make_source(images=images, source=source)
+        source = make_source(images=images, source=source, **(source_options or {}))
     log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
 
     n = len(table)
@@ -146,11 +161,13 @@ def classify_table(
             unique[h] = len(keys)
             keys.append(key)
         key_of_row[j] = unique[h]
+    source.prefetch(keys)  # online sources download in the background from here on
 
     key_status = np.full(len(keys), Status.OK, dtype=object)
     key_message = np.full(len(keys), "", dtype=object)
     key_p = np.full(len(keys), np.nan)
     key_spread = np.full(len(keys), np.nan)
+    keeper = GalleryKeeper(rows, key_of_row, gallery_max) if gallery is not None else None
     loader = DataLoader(
         PreparedCutouts(source, keys),
         batch_size=batch_size,
@@ -175,6 +192,8 @@ def classify_table(
                 probs, sd = model.predict(x)
                 key_p[batch["ok_index"]] = probs[:, 0].double().cpu().numpy()
                 key_spread[batch["ok_index"]] = sd.double().cpu().numpy()
+                if keeper is not None:
+                    keeper.take(batch)
             if bar is not None:
                 bar.update(len(batch["index"]))
     finally:
@@ -198,7 +217,10 @@ def classify_table(
         "FRS_DATE": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "FRS_STAT": summarize(status),
     }
-    return add_results(table, fr_class, p_fri, status, uncertainty=spread, provenance=provenance)
+    result = add_results(table, fr_class, p_fri, status, uncertainty=spread, provenance=provenance)
+    if keeper is not None:
+        keeper.draw(result, gallery)
+    return result
 
 
 def _version() -> str:

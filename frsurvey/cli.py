@@ -41,6 +41,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="debug log and Python tracebacks on errors")
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model checkpoint (default: the shipped model)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda (default auto)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing images (default 0)")
+
+
 def _add_catalog_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("catalog", help="input catalog: FITS table, VOTable (.vot/.xml), ECSV or CSV")
     p.add_argument("--format", help="force the input format (fits, votable, ecsv, csv)")
@@ -51,7 +58,42 @@ def _add_catalog_options(p: argparse.ArgumentParser) -> None:
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images (any names, with WCS)")
-    p.add_argument("--source", choices=["local"], help="image source (default: local when --images is given)")
+    p.add_argument(
+        "--source",
+        choices=["local", "skyview", "first"],
+        help="image source (default: local when --images is given, else skyview)",
+    )
+    _add_fetch_options(p)
+
+
+def _add_fetch_options(p: argparse.ArgumentParser) -> None:
+    from .sources.http import conf
+
+    g = p.add_argument_group("online sources (skyview, first)")
+    g.add_argument("--skyview-url", metavar="URL", help="SkyView query form address (a mirror or stand-in)")
+    g.add_argument("--first-url", metavar="URL", help="FIRST cutout server address (a mirror or stand-in)")
+    g.add_argument("--cache", metavar="DIR", help="cutout cache (default: ~/.cache/frsurvey or $FRSURVEY_CACHE)")
+    g.add_argument("--offline", action="store_true", help="use the cache only; rows missing from it: not_cached")
+    g.add_argument("--fetch-workers", type=int, metavar="N", help=f"downloads at once (default {conf.workers})")
+    g.add_argument("--max-rate", type=float, metavar="R", help=f"requests/s, 0: no limit (default {conf.max_rate:g})")
+    g.add_argument("--fetch-timeout", type=float, metavar="S", help=f"seconds per read (default {conf.timeout:g})")
+    g.add_argument("--retries", type=int, metavar="N", help=f"retries of a failed download (default {conf.retries})")
+    g.add_argument("--retry-backoff", type=float, metavar="S", help=f"first retry wait (default {conf.backoff:g})")
+
+
+def _fetch_options(args: argparse.Namespace) -> dict:
+    """Return the make_source keywords of the online-source options."""
+    return {
+        "skyview_url": args.skyview_url,
+        "first_url": args.first_url,
+        "cache": args.cache,
+        "offline": args.offline,
+        "workers": args.fetch_workers,
+        "max_rate": args.max_rate,
+        "timeout": args.fetch_timeout,
+        "retries": args.retries,
+        "backoff": args.retry_backoff,
+    }
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -104,13 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", "-o", required=True, help="output catalog; format from extension (.vot .fits .ecsv .csv)")
     c.add_argument("--out-format", help="force the output format")
     _add_source_options(c)
-    c.add_argument("--model", help="model checkpoint (default: the shipped model)")
-    c.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    c.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda (default auto)")
-    c.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing images (default 0)")
+    _add_model_options(c)
+    c.add_argument("--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)")
+    c.add_argument("--gallery-max", type=int, default=48, metavar="N", help="rows in the gallery (default 48)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
+
+    f = sub.add_parser("fetch", help="download a catalog's cutouts into the cache, without classifying")
+    _add_catalog_options(f)
+    f.add_argument("--source", choices=["skyview", "first"], default="skyview", help="online source (default skyview)")
+    _add_fetch_options(f)
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(f)
+    f.set_defaults(func=_cmd_fetch)
 
     t = sub.add_parser("train", help="train a model on FRDEEP-F and/or a labeled catalog")
     _add_data_options(t)
@@ -130,7 +179,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out-dir", required=True, help="where metrics.json and the PNG figures go")
     _add_common(e)
     e.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("samp", help="classify every table TOPCAT (or any SAMP client) sends, and send it back")
+    _add_source_options(s)
+    _add_model_options(s)
+    s.add_argument("--table", type=int, default=None, help="which table of a multi-table file sent (from 0)")
+    s.add_argument("--ra-col", help="right ascension column (default: found by UCD or name)")
+    s.add_argument("--dec-col", help="declination column (default: found by UCD or name)")
+    s.add_argument("--allow-remote", action="store_true", help="also load tables from URLs on other machines")
+    s.add_argument("--name", default="frsurvey", help="SAMP client name (default frsurvey)")
+    _add_common(s)
+    s.set_defaults(func=_cmd_samp)
+
+    w = sub.add_parser("show", help="draw a labeled catalog's cutouts with label, probability and status (PNG)")
+    _add_catalog_options(w)
+    w.add_argument("--out", "-o", required=True, metavar="PNG", help="the picture to write")
+    w.add_argument("--select", metavar="EXPR", help='rows to show, e.g. "P_FRII > 0.9" or "FR_STATUS != \'ok\'"')
+    w.add_argument("--max", type=int, default=48, metavar="N", help="at most N panels (default 48)")
+    w.add_argument("--ncols", type=int, metavar="N", help="panels per row (default 6)")
+    _add_source_options(w)
+    _add_common(w)
+    w.set_defaults(func=_cmd_show)
     return parser
+
+
+def _classify_options(args: argparse.Namespace) -> dict:
+    """Return the classify_table keywords of the image source, model and position options (classify, samp)."""
+    return {
+        "images": args.images,
+        "model": args.model,
+        "source": args.source,
+        "source_options": _fetch_options(args),
+        "ra_col": args.ra_col,
+        "dec_col": args.dec_col,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "workers": args.workers,
+    }
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -140,21 +225,35 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
     result = classify_table(
         args.catalog,
-        images=args.images,
-        model=args.model,
-        source=args.source,
-        ra_col=args.ra_col,
-        dec_col=args.dec_col,
         format=args.format,
         table_index=args.table,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
         progress=not args.no_progress and sys.stderr.isatty(),
+        gallery=args.gallery,
+        gallery_max=args.gallery_max,
+        **_classify_options(args),
     )
     write_catalog(result, args.out, format=args.out_format)
     statuses = list(result["FR_STATUS"])
     print(f"frsurvey: {summarize(statuses)} -> {args.out}", file=sys.stderr)
+    return EXIT_OK if all(s == Status.OK for s in statuses) else EXIT_PARTIAL
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .fetch import fetch_catalog
+    from .sources import make_source
+    from .status import Status, summarize
+
+    source = make_source(source=args.source, **_fetch_options(args))
+    statuses, _ = fetch_catalog(
+        args.catalog,
+        source=source,
+        ra_col=args.ra_col,
+        dec_col=args.dec_col,
+        format=args.format,
+        table_index=args.table,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(f"frsurvey: {summarize(statuses)} -> cache {source.cache.root}", file=sys.stderr)
     return EXIT_OK if all(s == Status.OK for s in statuses) else EXIT_PARTIAL
 
 
@@ -291,6 +390,55 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"frsurvey: {len(labels)} images: accuracy {result['accuracy']:.3f}, ROC AUC {result['roc_auc']:.3f}, "
         f"ECE {result['ece']:.3f} -> {paths['json']} and {len(paths) - 1} figures",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _cmd_samp(args: argparse.Namespace) -> int:
+    from .samp import SampClassifier, SampError
+
+    if not args.quiet and logging.getLogger("frsurvey").level > logging.INFO:
+        logging.getLogger("frsurvey").setLevel(logging.INFO)  # a listener says what it does
+    options = _classify_options(args)
+    listener = SampClassifier(allow_remote=args.allow_remote, name=args.name, table_index=args.table, **options)
+    try:
+        listener.start()
+    except SampError as exc:
+        print(f"frsurvey: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        print(
+            f"frsurvey samp: listening as {listener.public_id}; send tables from TOPCAT (Ctrl-C stops)",
+            file=sys.stderr,
+        )
+        reason = listener.run()
+    finally:
+        listener.close()
+    print(f"frsurvey samp: stopped ({reason}); {len(listener.history)} table(s) handled", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .show import show_catalog
+
+    gallery = show_catalog(
+        args.catalog,
+        args.out,
+        images=args.images,
+        source=args.source,
+        source_options=_fetch_options(args),
+        select=args.select,
+        max_images=args.max,
+        ra_col=args.ra_col,
+        dec_col=args.dec_col,
+        format=args.format,
+        table_index=args.table,
+        ncols=args.ncols,
+    )
+    print(
+        f"frsurvey: {gallery.panels} panel(s), {gallery.images} with an image, of {gallery.selected} matching row(s)"
+        f" -> {gallery.path}",
         file=sys.stderr,
     )
     return EXIT_OK

@@ -13,9 +13,11 @@ import numpy as np
 
 from .metrics import reliability_curve, roc_auc, roc_curve
 
-__all__ = ["confusion", "gallery", "misclassified", "reliability", "roc", "training_curves"]
+__all__ = ["confusion", "gallery", "labeled_gallery", "misclassified", "reliability", "roc", "training_curves"]
 
 CLASS_NAMES = ("FRI", "FRII")
+#: Colours of the labels in galleries: FRI, FRII, and rows that were not classified.
+LABEL_COLORS = {"FRI": "#1f5fbf", "FRII": "#c8102e", "failed": "0.45"}
 
 
 def _figure(*args, **kwargs):
@@ -145,6 +147,91 @@ def gallery(
     if suptitle:
         fig.suptitle(suptitle)
     return _save(fig, path)
+
+
+def labeled_gallery(
+    panels: list[tuple[np.ndarray | None, str, str, str]],
+    path: str | os.PathLike,
+    ncols: int | None = None,
+    suptitle: str | None = None,
+) -> tuple[Path, int]:
+    """Draw labeled cutouts in a grid, readable at a glance, and write a PNG.
+
+    Parameters
+    ----------
+    panels : list of (image, title, label, kind)
+        One per panel: the canonical uint8 image (None: an empty grey
+        panel), a title (the source), a label drawn on the image (class and
+        probability, or the status) and its kind, ``FRI``, ``FRII`` or
+        ``failed``, which sets the colour of the label and of the frame.
+    path : path
+        The PNG to write.
+    ncols : int, optional
+        Panels per row (default: up to 6).
+    suptitle : str, optional
+        A heading.
+
+    Returns
+    -------
+    (pathlib.Path, int)
+        The PNG and the number of panels that show an image.
+    """
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Patch
+
+    stretch = PowerNorm(gamma=0.5, vmin=0, vmax=255)
+    n = len(panels)
+    ncols = max(1, min(ncols or 6, max(n, 1)))
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = _figure(nrows, ncols, figsize=(2.3 * ncols, 2.5 * nrows + 0.7), squeeze=False, layout="constrained")
+    drawn = 0
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.axis("off")
+            if n == 0 and k == 0:
+                ax.text(0.5, 0.5, "no rows to show", ha="center", va="center", transform=ax.transAxes)
+            continue
+        image, title, label, kind = panels[k]
+        color = LABEL_COLORS.get(kind, LABEL_COLORS["failed"])
+        if image is not None:
+            # the canonical pixels, shown with a square-root stretch so that faint emission can be seen
+            ax.imshow(np.asarray(image), cmap="inferno", origin="lower", norm=stretch, interpolation="nearest")
+            drawn += 1
+        else:
+            ax.set_facecolor("0.92")
+            ax.set(xlim=(0, 150), ylim=(0, 150), aspect="equal")  # the size of an image panel
+            ax.text(0.5, 0.42, "no image", ha="center", va="center", transform=ax.transAxes, color="0.4", fontsize=9)
+        ax.text(
+            0.04,
+            0.96,
+            label,
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=8.5,
+            fontweight="bold",
+            color="white",
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": color, "edgecolor": "none", "alpha": 0.9},
+        )
+        for spine in ax.spines.values():
+            spine.set_edgecolor(color)
+            spine.set_linewidth(2.5)
+        ax.set_title(title, fontsize=7.5)
+    fig.legend(
+        handles=[
+            Patch(color=LABEL_COLORS[k], label=t)
+            for k, t in (("FRI", "FRI"), ("FRII", "FRII"), ("failed", "not classified"))
+        ],
+        loc="outside lower center",
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+    )
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _save(fig, path), drawn
 
 
 def misclassified(

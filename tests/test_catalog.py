@@ -505,13 +505,22 @@ def test_write_is_atomic_and_leaves_no_temporary_file(tmp_path, ext):
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+class _Unwritable:
+    """A value no writer can turn into text."""
+
+    def __str__(self) -> str:
+        raise ValueError("this value cannot be written")
+
+    __repr__ = __str__
+
+
 @pytest.mark.parametrize("ext", ["fits", "csv"])
 def test_failed_write_keeps_the_existing_output(tmp_path, ext):
     path = tmp_path / f"out.{ext}"
     write_catalog(results_for(input_table()), path)
     before = path.read_bytes()
     bad = results_for(input_table())
-    bad["obj"] = np.array([{"a": 1}, None, [1, 2], {"b"}], dtype=object)  # no format can hold these
+    bad["obj"] = np.array([_Unwritable(), None, [1, 2], {"b"}], dtype=object)  # fails half way through writing
     with pytest.raises((TypeError, ValueError)):
         write_catalog(bad, path)
     assert path.read_bytes() == before

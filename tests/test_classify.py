@@ -223,7 +223,7 @@ def test_catalog_without_position_columns_exit_2(tmp_path, status_zoo, model_pat
         (["missing.csv", "--images", "{images}", "--model", "{model}"], "does not exist"),
         (["{catalog}", "--images", "{images}", "--model", "missing.pt"], "missing.pt"),
         (["{catalog}", "--images", "no-such-dir", "--model", "{model}"], "no-such-dir"),
-        (["{catalog}", "--model", "{model}"], "--images"),
+        (["{catalog}", "--source", "local", "--model", "{model}"], "--images"),
         (["{catalog}", "--images", "{images}", "--model", "{model}", "--ra-col", "nope"], "nope"),
     ],
     ids=["missing-catalog", "missing-model", "missing-image-dir", "no-image-source", "unknown-column"],

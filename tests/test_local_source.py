@@ -272,7 +272,7 @@ def test_keys_of_equal_positions_are_equal_and_source_pickles(tmp_path, rng):
 
 def test_make_source():
     with pytest.raises(ValueError, match="--images"):
-        make_source()
+        make_source(source="local")
     with pytest.raises(ValueError, match="unknown image source"):
         make_source(images=".", source="skyview-nope")
 

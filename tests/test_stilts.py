@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shlex
 import subprocess
 
+import numpy as np
 import pytest
 from astropy.table import Column, Table
-from conftest import run_frsurvey
+from conftest import REPO, run_frsurvey
 
 from frsurvey.catalog import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
 
@@ -121,7 +123,7 @@ def votlint(exe: str, path) -> tuple[list[str], list[str]]:
 
 @pytest.mark.parametrize("run", ["synthetic", "real"])
 def test_votlint_finds_no_errors(stilts, request, run):
-    """votlint: errors fail the test; warnings are printed (run pytest -rA or -s to see them)."""
+    """votlint: no errors and no warnings (they are printed: run pytest -rA or -s to see them)."""
     if run == "synthetic":
         path = request.getfixturevalue("classified")[0]["vot"]
     else:
@@ -131,6 +133,7 @@ def test_votlint_finds_no_errors(stilts, request, run):
     for line in errors + warnings:
         print("   ", line)
     assert errors == [], errors
+    assert warnings == [], warnings
 
 
 def test_votlint_does_report_errors(stilts, tmp_path):
@@ -143,3 +146,243 @@ def test_votlint_does_report_errors(stilts, tmp_path):
     )
     errors, _ = votlint(stilts, bad)
     assert errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Awkward inputs: nulls, arrays, unicode, several tables (a hand-written VOTable, as TOPCAT might send)
+
+AWKWARD_VOTABLE = """<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+ <RESOURCE>
+  <INFO name="QUERY_STATUS" value="OK"/>
+  <TABLE name="sources">
+   <DESCRIPTION>Radio sources with every awkward thing a catalog can hold</DESCRIPTION>
+   <PARAM name="survey" datatype="char" arraysize="*" value="FIRST"/>
+   <FIELD name="name" datatype="unicodeChar" arraysize="*" ucd="meta.id;meta.main"/>
+   <FIELD name="RAJ2000" datatype="double" unit="deg" ucd="pos.eq.ra;meta.main"/>
+   <FIELD name="DEJ2000" datatype="double" unit="deg" ucd="pos.eq.dec;meta.main"/>
+   <FIELD name="nvss_id" datatype="int"><VALUES null="-1"/></FIELD>
+   <FIELD name="resolved" datatype="boolean"/>
+   <FIELD name="flux" datatype="float" unit="mJy" ucd="phot.flux.density;em.radio">
+    <DESCRIPTION>Integrated flux density at 1.4 GHz</DESCRIPTION>
+   </FIELD>
+   <FIELD name="sizes" datatype="double" arraysize="3" unit="arcsec"/>
+   <FIELD name="counts" datatype="short" arraysize="2"><VALUES null="-99"/></FIELD>
+   <FIELD name="spectrum" datatype="double" arraysize="*" unit="mJy"/>
+   <FIELD name="comment" datatype="char" arraysize="*"/>
+   <DATA><TABLEDATA>
+    <TR><TD>Cygnus A &#8211; Å</TD><TD>150.0</TD><TD>30.0</TD><TD>7</TD><TD>T</TD><TD>1.5</TD>
+        <TD>1 2 3</TD><TD>1 2</TD><TD>1 2 3</TD><TD>a &lt;&amp;&gt; b</TD></TR>
+    <TR><TD>3C 31 ∅ 日本語</TD><TD>151.0</TD><TD>31.0</TD><TD>-1</TD><TD>?</TD><TD>NaN</TD>
+        <TD>NaN 2 NaN</TD><TD>-99 5</TD><TD></TD><TD></TD></TR>
+    <TR><TD>🌌 no position</TD><TD></TD><TD>30.0</TD><TD></TD><TD>F</TD><TD></TD>
+        <TD>NaN NaN NaN</TD><TD>-99 -99</TD><TD>4</TD><TD>x</TD></TR>
+    <TR><TD></TD><TD>200.0</TD><TD>30.0</TD><TD>9</TD><TD></TD><TD>2.5</TD>
+        <TD>4 5 6</TD><TD>3 4</TD><TD>5 6</TD><TD>nowhere</TD></TR>
+    <TR><TD>plain</TD><TD>150.0</TD><TD>30.0</TD><TD>11</TD><TD>F</TD><TD>3</TD>
+        <TD>7 8 9</TD><TD>5 6</TD><TD>7</TD><TD>again</TD></TR>
+   </TABLEDATA></DATA>
+  </TABLE>
+ </RESOURCE>
+ <RESOURCE>
+  <TABLE name="second">
+   <FIELD name="ra" datatype="double" unit="deg"/>
+   <FIELD name="dec" datatype="double" unit="deg"/>
+   <DATA><TABLEDATA>
+    <TR><TD>151.0</TD><TD>31.0</TD></TR>
+    <TR><TD>150.0</TD><TD>30.0</TD></TR>
+   </TABLEDATA></DATA>
+  </TABLE>
+ </RESOURCE>
+</VOTABLE>
+"""
+AWKWARD_STATUSES = ["ok", "ok", "bad_position", "no_image", "ok"]
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory, status_zoo, model_path):
+    """The awkward VOTable classified by the CLI: to a VOTable and a FITS table, and its second table."""
+    _, images, _ = status_zoo
+    tmp = tmp_path_factory.mktemp("awkward")
+    src = tmp / "awkward.vot"
+    src.write_text(AWKWARD_VOTABLE, encoding="utf-8")
+    runs = {}
+    for key, extra, out in (
+        ("vot", [], tmp / "out.vot"),
+        ("fits", [], tmp / "out.fits"),
+        ("second", ["--table", "1"], tmp / "second.vot"),
+    ):
+        proc = run_frsurvey("classify", src, *extra, "--images", images, "--model", model_path, "--out", out)
+        assert proc.returncode in (0, 3), proc.stderr
+        runs[key] = (proc, out)
+    return src, images, runs
+
+
+def test_the_awkward_input_is_itself_a_valid_votable(stilts, tmp_path):
+    src = tmp_path / "awkward.vot"
+    src.write_text(AWKWARD_VOTABLE, encoding="utf-8")
+    assert votlint(stilts, src) == ([], [])
+
+
+@pytest.mark.parametrize("key", ["vot", "second"])
+def test_votlint_clean_for_nulls_arrays_unicode_and_several_tables(stilts, awkward, key):
+    _proc, out = awkward[2][key]
+    errors, warnings = votlint(stilts, out)
+    assert (errors, warnings) == ([], []), "\n".join(errors + warnings)
+
+
+def test_votlint_clean_for_types_votable_lacks(stilts, tmp_path):
+    """Types VOTable has no datatype for, blanks everywhere, control characters, times, an empty table."""
+    from astropy.time import Time
+
+    from frsurvey.catalog import write_catalog
+
+    t = Table()
+    t["i8"] = np.array([1, -2, 3], dtype=np.int8)
+    t["u16"] = np.ma.MaskedArray(np.array([1, 2, 65535], dtype=np.uint16), mask=[0, 1, 0])
+    t["u64"] = np.array([1, 2, 2**63 + 5], dtype=np.uint64)
+    t["f16"] = np.array([1, 2, 3], dtype=np.float16)
+    t["c"] = np.ma.MaskedArray(np.array([1 + 2j, 3j, 4]), mask=[0, 0, 1])
+    t["when"] = Time(["2020-01-01", "2021-02-03T04:05:06", "2000-01-01"])
+    t["raw"] = np.array([b"abc", b"\xff\xfe", b""], dtype="S3")
+    t["control"] = ["a\x00b", "tab\there", "\x1b[31m"]
+    t["anything"] = Column([{"a": 1}, None, 3.5], dtype=object)
+    t["flags"] = np.ma.MaskedArray(np.array([[True, False]] * 3), mask=[[0, 1], [0, 0], [1, 1]])
+    t["full"] = np.ma.MaskedArray(np.arange(256, dtype=np.uint8).repeat(1)[:3], mask=[0, 0, 1])
+    t["a b"] = [1, 2, 3]
+    t["a_b"] = [1, 2, 3]
+    t.meta["note"] = "ünï <&> \x01"
+    for table, name in ((t, "types.vot"), (t[:0], "empty.vot")):
+        path = write_catalog(table, tmp_path / name)
+        assert votlint(stilts, path) == ([], []), name
+        stilts_run(stilts, "tpipe", f"in={path}", "omode=count")
+
+
+def test_every_new_column_has_a_valid_ucd_unit_and_description(awkward):
+    """votlint here cannot check UCDs and units (the Debian STILTS lacks its UCD and unit libraries): astropy does."""
+    from astropy import units as u
+    from astropy.io import votable
+    from astropy.io.votable.ucd import check_ucd
+
+    out = awkward[2]["vot"][1]
+    fields = {f.name: f for f in votable.parse(str(out)).get_first_table().fields}
+    for name, spec in OUTPUT_COLUMNS.items():
+        f = fields[name]
+        assert f.ucd == spec["ucd"] and check_ucd(f.ucd, check_controlled_vocabulary=True), name
+        assert " ".join(str(f.description).split()) == spec["description"]
+        if f.datatype == "double":
+            assert (
+                f.unit is not None and u.Unit(f.unit.to_string("vounit"), format="vounit") == u.dimensionless_unscaled
+            )
+    for f in fields.values():
+        if f.ucd:
+            assert check_ucd(f.ucd, check_controlled_vocabulary=True), (f.name, f.ucd)
+
+
+def test_awkward_values_arrive_as_sent(stilts, awkward):
+    _src, _, runs = awkward
+    proc, out = runs["vot"]
+    assert "read table 0 'sources' of 2 in the file" in proc.stderr
+    rows = list(csv.DictReader(io.StringIO(stilts_run(stilts, "tpipe", f"in={out}", "ofmt=csv"))))
+    assert [r["FR_STATUS"] for r in rows] == AWKWARD_STATUSES
+    assert [r["name"] for r in rows] == ["Cygnus A – Å", "3C 31 ∅ 日本語", "🌌 no position", "", "plain"]
+    assert [r["nvss_id"] for r in rows] == ["7", "", "", "9", "11"]
+    assert [r["resolved"] for r in rows] == ["true", "", "false", "", "false"]
+    assert rows[0]["comment"] == "a <&> b"
+    assert rows[0]["sizes"] == "(1.0, 2.0, 3.0)" and rows[2]["sizes"] == "(NaN, NaN, NaN)"
+    assert rows[0]["spectrum"] == "(1.0, 2.0, 3.0)" and rows[4]["spectrum"] == "(7.0)"
+    cols = stilts_columns(stilts, out, "votable")
+    assert cols["sizes"]["Units"] == "arcsec" and cols["flux"]["UCD"] == "phot.flux.density;em.radio"
+    assert cols["flux"]["Description"] == "Integrated flux density at 1.4 GHz"
+    # astropy reads the blanks back as blanks, the arrays' blank elements included
+    t = read_catalog(out)
+    assert list(np.ma.getmaskarray(t["nvss_id"])) == [False, True, True, False, False]
+    assert np.ma.getmaskarray(t["counts"])[2].all() and np.ma.getmaskarray(t["counts"])[1].tolist() == [True, False]
+    text = out.read_text(encoding="utf-8")
+    assert '<INFO name="frsurvey_table_note" value="read table 0 &apos;sources&apos; of 2 in the file"/>' in text
+    assert '<TABLE name="sources">' in text
+
+
+def test_table_option_picks_another_table_and_says_which(stilts, awkward):
+    proc, out = awkward[2]["second"]
+    assert "read table 1 'second' of 2 in the file" in proc.stderr
+    assert stilts_statuses(stilts, out, "votable") == ["ok", "ok"]
+    assert "read table 1 &apos;second&apos; of 2" in out.read_text(encoding="utf-8")
+
+
+def test_fits_output_keeps_units_ucds_descriptions_nulls_and_provenance(stilts, awkward):
+    from astropy.io import fits
+
+    proc, out = awkward[2]["fits"]
+    cols = stilts_columns(stilts, out, "fits")
+    assert cols["RAJ2000"]["Units"] == "deg" and cols["RAJ2000"]["UCD"] == "pos.eq.ra;meta.main"
+    assert cols["sizes"]["Units"] == "arcsec" and cols["flux"]["Units"] == "mJy"
+    assert cols["flux"]["UCD"] == "phot.flux.density;em.radio"
+    assert cols["flux"]["Description"] == "Integrated flux density at 1.4 GHz"
+    for name, spec in OUTPUT_COLUMNS.items():
+        assert cols[name]["UCD"] == spec["ucd"], name
+    rows = list(csv.DictReader(io.StringIO(stilts_run(stilts, "tpipe", f"in={out}", "ofmt=csv"))))
+    assert [r["nvss_id"] for r in rows] == ["7", "", "", "9", "11"]  # TNULL
+    assert [r["resolved"] for r in rows] == ["true", "", "false", "", "false"]  # FITS logical null
+    assert [r["FR_STATUS"] for r in rows] == AWKWARD_STATUSES
+    assert rows[0]["name"] == "Cygnus A ? ?"  # FITS text is ASCII: said in the log
+    assert "non-ASCII text" in proc.stderr
+    with fits.open(out) as hdul:
+        header = hdul[1].header
+        n = header["TFIELDS"]
+        names = [header[f"TTYPE{i}"] for i in range(1, n + 1)]
+        k = names.index("nvss_id") + 1
+        assert header[f"TNULL{k}"] not in (7, 9, 11)
+        for key, meaning in PROVENANCE_KEYS.items():
+            assert key in header and header.comments[key], key
+            assert meaning.startswith(header.comments[key][:20])
+    _, _, params, _ = stilts_meta(stilts, out, "fits")
+    assert set(params) == set(PROVENANCE_KEYS)
+
+
+def test_api_and_cli_give_identical_tables(awkward, model_path, tmp_path):
+    """classify_table and `frsurvey classify` give the same table: written alike, the files are identical."""
+    import frsurvey
+    from frsurvey.catalog import write_catalog
+
+    src, images, runs = awkward
+    api = frsurvey.classify_table(str(src), images=images, model=model_path)
+    cli_file = runs["vot"][1]
+    api_file = write_catalog(api, tmp_path / "api.vot")
+
+    def without_date(path):
+        return re.sub(r'name="FRS_DATE" value="[^"]*"', "", path.read_text(encoding="utf-8"))
+
+    assert without_date(api_file) == without_date(cli_file)
+    cli = read_catalog(cli_file)
+    assert cli.colnames == api.colnames
+    assert list(cli["FR_STATUS"]) == list(api["FR_STATUS"]) == AWKWARD_STATUSES
+    ok = api["FR_STATUS"] == "ok"
+    assert np.array_equal(np.asarray(cli["P_FRII"])[ok], np.asarray(api["P_FRII"])[ok])
+
+
+def _readme_stilts_commands() -> list[str]:
+    """The STILTS commands of the README's recipe, joined across backslash line ends."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- stilts-recipe -->", 2)[1]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [ln.strip() for ln in lines if ln.strip().startswith("stilts ")]
+
+
+def test_readme_stilts_recipe_runs(stilts, status_zoo, model_path, tmp_path):
+    """The exact commands the README gives run on a real output, and make what it says they make."""
+    catalog, images, _ = status_zoo
+    proc = run_frsurvey(
+        "classify", catalog, "--images", images, "--model", model_path, "--out", tmp_path / "labeled.vot"
+    )
+    assert proc.returncode == 3, proc.stderr
+    commands = _readme_stilts_commands()
+    assert len(commands) >= 3
+    for command in commands:
+        argv = shlex.split(command)
+        argv[0] = stilts
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{command}\n{proc.stderr}"
+    for made in ("frii.vot", "sky.png"):
+        assert (tmp_path / made).stat().st_size > 0, made
+    assert (tmp_path / "sky.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -71,6 +71,15 @@ class ImageSource(ABC):
         """
         return [(float(r), float(d)) for r, d in zip(np.asarray(ra), np.asarray(dec))]
 
+    def prefetch(self, keys: Sequence[Hashable | Cutout]) -> None:
+        """Start getting the cutouts of ``keys`` ahead of :meth:`load`, in the background.
+
+        Called by :func:`frsurvey.classify_table` once the catalog is located,
+        with the keys in the order they will be loaded; returns at once. Does
+        nothing by default; online sources start downloading. :meth:`load`
+        works with or without it.
+        """
+
     @abstractmethod
     def load(self, key: Hashable) -> Cutout:
         """Return the cutout for a key from :meth:`locate`; never raises for bad data."""

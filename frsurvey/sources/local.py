@@ -22,7 +22,7 @@ from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
 
-__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "read_image"]
+__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "cutout_from_file", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,25 @@ def read_image(path: str, hdu: int, cache: OrderedDict | None = None):
     return data
 
 
+def cutout_from_file(path: str | os.PathLike, ra: float, dec: float, pixel_scale: float = PIXEL_SCALE_ARCSEC) -> Cutout:
+    """Return the 300x300 :class:`Cutout` at (ra, dec) from one FITS file.
+
+    The same arithmetic as :class:`LocalFITSSource` over a directory holding
+    only this file: the pixel nearest the position on the file's own grid,
+    :func:`cut_window` around it, the same statuses (``bad_image``,
+    ``no_image``, ``wrong_scale``, ``outside_image``). A downloaded file and a
+    local copy of it give identical pixels.
+    """
+    src = LocalFITSSource.from_files([path], pixel_scale=pixel_scale)
+    try:
+        if src.skipped:
+            why = next(iter(src.skipped.values()))
+            return Cutout.failed(Status.BAD_IMAGE, f"cannot use {path}: {why}", str(path))
+        return src.load(src.locate(np.array([ra], dtype=float), np.array([dec], dtype=float))[0])
+    finally:
+        src.close()
+
+
 def cut_window(data: np.ndarray, x: float, y: float, size: int = CUTOUT_SIZE) -> tuple[np.ndarray | None, str]:
     """Return the ``size`` x ``size`` window of ``data`` centred on pixel (x, y).
 
@@ -219,18 +238,31 @@ class LocalFITSSource(ImageSource):
         state.pop("_tree", None)
         return state
 
+    @classmethod
+    def from_files(cls, paths: list[str | os.PathLike], pixel_scale: float = PIXEL_SCALE_ARCSEC) -> LocalFITSSource:
+        """Return a source over the given FITS files only (no directory scan).
+
+        Cutouts are located and cut exactly as for a directory holding just
+        these files; the online sources use it on the files they download.
+        """
+        self = cls.__new__(cls)
+        paths = [Path(p) for p in paths]
+        self.directory = paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths]))
+        self.pixel_scale = float(pixel_scale)
+        self.records = []
+        self.skipped = {}
+        self._index(paths, warn=False)
+        self._wcs = {}
+        self._files = OrderedDict()
+        return self
+
     def _scan(self) -> None:
         files = sorted(
             p
             for p in self.directory.rglob("*")
             if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES) and not p.name.startswith(".")
         )
-        for p in files:
-            records, why = index_file(str(p))
-            if why:
-                self.skipped[str(p)] = why
-                log.warning("skipping %s: %s", p, why)
-            self.records.extend(records)
+        self._index(files)
         log.info(
             "indexed %d image(s) in %d file(s) under %s (%d skipped)",
             len(self.records),
@@ -238,6 +270,15 @@ class LocalFITSSource(ImageSource):
             self.directory,
             len(self.skipped),
         )
+
+    def _index(self, files: list[Path], warn: bool = True) -> None:
+        for p in files:
+            records, why = index_file(str(p))
+            if why:
+                self.skipped[str(p)] = why
+                if warn:
+                    log.warning("skipping %s: %s", p, why)
+            self.records.extend(records)
 
     def describe(self) -> str:
         """Return ``local:<directory> (<n> images)``."""

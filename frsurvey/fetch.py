@@ -1,0 +1,97 @@
+"""Fill the cutout cache for a catalog without classifying it (``frsurvey fetch``).
+
+Downloads run exactly as during ``frsurvey classify`` (same source, cache,
+limits and retries), so a later ``classify --offline`` over the same
+catalog finds every cutout that could be fetched. No torch needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from .catalog import find_position_columns, parse_positions, read_catalog
+from .sources import ImageSource, RemoteSource, make_source
+from .status import Status
+
+__all__ = ["fetch_catalog"]
+
+log = logging.getLogger(__name__)
+
+#: How many failing rows of each status are described at WARNING level.
+LOG_EXAMPLES = 5
+
+
+def fetch_catalog(
+    table: Table | str | os.PathLike,
+    *,
+    source: ImageSource | str | None = None,
+    source_options: dict[str, Any] | None = None,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    format: str | None = None,
+    table_index: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Download into the cache the cutout of every row of a catalog; return per-row statuses.
+
+    Parameters
+    ----------
+    table : astropy.table.Table or path
+        The catalog, or a file :func:`frsurvey.catalog.read_catalog` reads.
+    source : RemoteSource or str, optional
+        An online source, or its name (``skyview``, the default, or ``first``).
+    source_options : dict, optional
+        Keyword arguments of :func:`frsurvey.sources.make_source`
+        (``cache``, ``skyview_url``, ``workers``, ``max_rate``, ...).
+    ra_col, dec_col, format, table_index : optional
+        As for :func:`frsurvey.classify_table`.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    status, message : numpy.ndarray
+        Per row: ``ok`` (the cutout is in the cache), ``bad_position``,
+        ``fetch_failed`` or ``not_cached`` (offline), and why.
+
+    Raises
+    ------
+    ValueError
+        If the source is not an online one.
+    frsurvey.catalog.CatalogError
+        If the catalog cannot be read or has no position columns.
+    """
+    if not isinstance(table, Table):
+        table = read_catalog(table, format=format, table=table_index)
+    ra_name, dec_name = find_position_columns(table, ra_col, dec_col)
+    if not isinstance(source, ImageSource):
+        source = make_source(source=source or "skyview", **(source_options or {}))
+    if not isinstance(source, RemoteSource):
+        raise ValueError(f"fetching needs an online source (skyview, first), not {source.name}")
+    ra, dec, status = parse_positions(table, ra_name, dec_name)
+    message = np.full(len(table), "", dtype=object)
+    rows = np.flatnonzero(status == Status.OK)
+    log.info("fetching %d position(s) from %s", len(rows), source.describe())
+    try:
+        keys = source.locate(ra[rows], dec[rows])
+        for row, (s, m) in zip(rows, source.fetch(keys, progress=progress)):
+            status[row] = s
+            message[row] = m
+    finally:
+        source.close()
+    shown: dict[str, int] = {}
+    for i, (s, m) in enumerate(zip(status, message)):
+        if s != Status.OK:
+            k = shown[s] = shown.get(s, 0) + 1
+            log.log(
+                logging.WARNING if k <= LOG_EXAMPLES else logging.DEBUG, "row %d: %s%s", i, s, f": {m}" if m else ""
+            )
+    for s, k in shown.items():
+        if k > LOG_EXAMPLES:
+            log.warning("... and %d more row(s) with status %s (--debug lists them)", k - LOG_EXAMPLES, s)
+    return status, message

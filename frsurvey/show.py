@@ -1,0 +1,569 @@
+"""Pictures of a labeled catalog: the canonical cutouts the model saw, with label, probability and status.
+
+- :func:`select_rows`: a safe evaluator of simple row selections such as
+  ``P_FRII > 0.9 and FR_STATUS == 'ok'`` (parsed with :mod:`ast`; only
+  comparisons, boolean operators, arithmetic, column names and constants
+  are allowed, nothing is ever passed to :func:`eval`);
+- :func:`show_catalog`: a labeled catalog (table or file) in, a PNG grid of
+  its cutouts out, cut again from the same image source options as
+  ``classify``;
+- :class:`GalleryKeeper`: what ``classify --gallery`` uses to keep the
+  canonical images of the first rows while it classifies, so that they need
+  not be read twice.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .status import Status
+
+__all__ = ["DEFAULT_MAX", "Gallery", "GalleryKeeper", "SelectError", "draw_gallery", "select_rows", "show_catalog"]
+
+log = logging.getLogger(__name__)
+
+#: Panels drawn when no maximum is given.
+DEFAULT_MAX = 48
+#: Longest selection expression accepted, in characters.
+MAX_EXPRESSION = 2000
+#: Columns whose values name a row, looked for (without case) when no column has the UCD meta.id;meta.main.
+_NAME_COLUMNS = ("name", "source_name", "designation", "id", "source_id", "source", "object", "objname", "iau_name")
+
+
+class SelectError(ValueError):
+    """Raised for a selection expression that is not allowed, or cannot be evaluated on the table."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Selecting rows: a small, safe expression language
+
+
+_COMPARE = {
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+}
+_ARITHMETIC = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.FloorDiv: np.floor_divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
+}
+_LOGICAL = {ast.BitAnd: np.logical_and, ast.BitOr: np.logical_or}
+
+
+def _translate(expr: str) -> tuple[str, dict[str, str]]:
+    """Return ``expr`` with STILTS-style ``&&``, ``||``, ``!`` as Python words and `quoted names` as identifiers.
+
+    Text inside quotes is left alone. Returns the new text and the mapping
+    of placeholder identifiers to the column names written between backticks.
+    """
+    out: list[str] = []
+    names: dict[str, str] = {}
+    i, n = 0, len(expr)
+    while i < n:
+        ch = expr[i]
+        if ch in "'\"":
+            j = i + 1
+            while j < n and expr[j] != ch:
+                j += 2 if expr[j] == "\\" else 1
+            out.append(expr[i : j + 1])
+            i = j + 1
+        elif ch == "`":
+            j = expr.find("`", i + 1)
+            if j < 0:
+                raise SelectError("a column name opened with ` is not closed")
+            key = f"__column_{len(names)}__"
+            names[key] = expr[i + 1 : j]
+            out.append(f" {key} ")
+            i = j + 1
+        elif expr.startswith("&&", i):
+            out.append(" and ")
+            i += 2
+        elif expr.startswith("||", i):
+            out.append(" or ")
+            i += 2
+        elif ch == "!" and not expr.startswith("!=", i):
+            out.append(" not ")
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out), names
+
+
+def _column_values(table: Table, name: str) -> np.ndarray:
+    """Return a column as a plain array for comparisons: blanks are NaN (numbers), '' (text) or False (booleans)."""
+    col = table[name]
+    if getattr(col, "ndim", 1) > 1:
+        raise SelectError(f"column {name!r} holds arrays; a selection compares one value per row")
+    data = np.ma.getdata(col)
+    mask = np.ma.getmaskarray(col)
+    kind = data.dtype.kind
+    if kind == "b":
+        return np.where(mask, False, data)
+    if kind in "iu":
+        return np.where(mask, np.nan, data.astype(np.float64)) if mask.any() else np.asarray(data)
+    if kind == "f":
+        return np.where(mask, np.nan, data)
+    if kind in "SUO":
+        text = [
+            "" if m or x is None else (bytes(x).decode("utf-8", "replace") if isinstance(x, bytes) else str(x))
+            for x, m in zip(data, mask)
+        ]
+        return np.array(text, dtype=object)
+    raise SelectError(f"column {name!r} has type {data.dtype}, which a selection cannot compare")
+
+
+class _Evaluator:
+    """Evaluates an allowed expression tree over the columns of a table."""
+
+    def __init__(self, table: Table, quoted: dict[str, str]) -> None:
+        self.table = table
+        self.quoted = quoted
+        self.lower = {}
+        for c in table.colnames:
+            self.lower.setdefault(c.lower(), []).append(c)
+
+    def column(self, name: str) -> np.ndarray:
+        name = self.quoted.get(name, name)
+        if name not in self.table.colnames:
+            matches = self.lower.get(name.lower(), [])
+            if len(matches) != 1:
+                raise SelectError(f"no column {name!r} in the table; its columns are: {', '.join(self.table.colnames)}")
+            name = matches[0]
+        return _column_values(self.table, name)
+
+    def __call__(self, node: ast.AST):
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise SelectError(
+                f"{type(node).__name__} is not allowed in a selection: use column names, numbers, 'text', "
+                "comparisons (== != < <= > >= in), and/or/not, & | ~, + - * / // % ** and parentheses"
+            )
+        return method(node)
+
+    def visit_Expression(self, node: ast.Expression):
+        return self(node.body)
+
+    def visit_Name(self, node: ast.Name):
+        lowered = node.id.lower()
+        if lowered in ("true", "false") and node.id not in self.table.colnames:
+            return lowered == "true"
+        return self.column(node.id)
+
+    def visit_Constant(self, node: ast.Constant):
+        if isinstance(node.value, bool):
+            return node.value
+        if isinstance(node.value, (int, float)):
+            return np.float64(node.value) if abs(node.value) > 2**53 else node.value
+        if isinstance(node.value, str):
+            return node.value
+        raise SelectError(f"the constant {node.value!r} is not allowed in a selection (numbers and 'text' are)")
+
+    def visit_Tuple(self, node: ast.Tuple):
+        return [self(e) for e in node.elts]
+
+    visit_List = visit_Tuple
+
+    def visit_UnaryOp(self, node: ast.UnaryOp):
+        value = self(node.operand)
+        if isinstance(node.op, (ast.Not, ast.Invert)):
+            return np.logical_not(value)
+        if isinstance(node.op, ast.USub):
+            return np.negative(value)
+        if isinstance(node.op, ast.UAdd):
+            return np.positive(value)
+        raise SelectError(f"the operator {type(node.op).__name__} is not allowed")
+
+    def visit_BoolOp(self, node: ast.BoolOp):
+        values = [self(v) for v in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = values[0]
+        for v in values[1:]:
+            result = combine(result, v)
+        return result
+
+    def visit_BinOp(self, node: ast.BinOp):
+        left, right = self(node.left), self(node.right)
+        op = type(node.op)
+        if op in _LOGICAL:
+            return _LOGICAL[op](left, right)
+        if op not in _ARITHMETIC:
+            raise SelectError(f"the operator {op.__name__} is not allowed in a selection")
+        if any(isinstance(v, list) or _is_text(v) for v in (left, right)):
+            raise SelectError("arithmetic works on numbers only")
+        if op is ast.Pow:  # in floating point, so that no power can take forever
+            left, right = np.float64(left) if np.isscalar(left) else left, np.asarray(right, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            return _ARITHMETIC[op](left, right)
+
+    def visit_Compare(self, node: ast.Compare):
+        result = True
+        left = self(node.left)
+        for op, comparator in zip(node.ops, node.comparators):
+            right = self(comparator)
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if not isinstance(right, list):
+                    raise SelectError("'in' needs a list of constants, e.g. FR_STATUS in ('ok', 'no_image')")
+                value = np.isin(np.asarray(left, dtype=object), np.asarray(right, dtype=object))
+                value = ~value if isinstance(op, ast.NotIn) else value
+            elif type(op) in _COMPARE:
+                value = _compare(_COMPARE[type(op)], left, right)
+            else:
+                raise SelectError(f"the comparison {type(op).__name__} is not allowed (use == != < <= > >= in)")
+            result = np.logical_and(result, value)
+            left = right
+        return result
+
+
+def _is_text(value) -> bool:
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    return isinstance(value, str) or kind in ("O", "U", "S")
+
+
+def _compare(func, left, right) -> np.ndarray:
+    text = [_is_text(v) for v in (left, right)]
+    if any(text) and not all(text) and func in (np.equal, np.not_equal):
+        # text against a number: never equal (numpy would warn or fail)
+        shape = np.shape(left) if np.ndim(left) else np.shape(right)
+        return np.full(shape, func is np.not_equal)
+    try:
+        with np.errstate(invalid="ignore"):
+            return func(left, right)
+    except TypeError as exc:
+        raise SelectError(f"cannot compare text with a number ({exc})") from exc
+
+
+def select_rows(table: Table, expr: str | None) -> np.ndarray:
+    """Return a boolean mask of the rows of ``table`` for which ``expr`` holds.
+
+    ``expr`` is a simple expression over columns, e.g. ``P_FRII > 0.9``,
+    ``FR_STATUS == 'ok'``, ``FR_STATUS != 'ok' or FR_UNCERTAINTY > 0.1``,
+    ``0.4 < P_FRI < 0.6``, ``FR_STATUS in ('no_image', 'outside_image')``.
+    Allowed: column names (`backticks` around names that are not
+    identifiers; case is ignored when unambiguous), numbers, 'text',
+    ``True``/``False``, comparisons, ``and``/``or``/``not`` (also ``&&``,
+    ``||``, ``!`` as in STILTS, and ``&``, ``|``, ``~``), arithmetic and
+    parentheses. It is parsed with :mod:`ast` and evaluated node by node;
+    nothing else (no calls, attributes, subscripts, names other than
+    columns) is allowed. Blank values never satisfy a comparison.
+
+    Raises
+    ------
+    SelectError
+        If the expression is not allowed, names a missing column, or does
+        not give one truth value per row.
+    """
+    n = len(table)
+    if expr is None or not str(expr).strip():
+        return np.ones(n, dtype=bool)
+    expr = str(expr)
+    if len(expr) > MAX_EXPRESSION:
+        raise SelectError(f"the selection is longer than {MAX_EXPRESSION} characters")
+    text, quoted = _translate(expr)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise SelectError(f"cannot parse the selection {expr!r}: {getattr(exc, 'msg', exc)}") from None
+    try:
+        value = _Evaluator(table, quoted)(tree)
+    except RecursionError:
+        raise SelectError(f"the selection {expr!r} is nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, SelectError):
+            raise
+        raise SelectError(f"cannot evaluate the selection {expr!r}: {exc}") from exc
+    value = np.asarray(value)
+    if value.dtype != bool:
+        raise SelectError(f"the selection {expr!r} does not say True or False per row (it gives {value.dtype} values)")
+    return np.broadcast_to(value, (n,)).copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Drawing
+
+
+@dataclass
+class Gallery:
+    """What :func:`draw_gallery` drew.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The PNG file.
+    rows : list of int
+        The catalog rows shown, one panel each, in order.
+    images : int
+        How many panels show an image (the others show only a status).
+    selected : int
+        How many rows the selection matched (``len(rows)`` or more when
+        capped by the maximum).
+    """
+
+    path: Path
+    rows: list[int]
+    images: int
+    selected: int
+    statuses: list[str] = field(default_factory=list)
+
+    @property
+    def panels(self) -> int:
+        """Number of panels drawn (one per row shown)."""
+        return len(self.rows)
+
+
+def _name_column(table: Table) -> str | None:
+    for name in table.colnames:
+        ucd = str(table[name].meta.get("ucd", "") or "").lower()
+        if "meta.id" in ucd and "meta.main" in ucd:
+            return name
+    lower = {c.lower(): c for c in table.colnames}
+    for candidate in _NAME_COLUMNS:
+        if candidate in lower and getattr(table[lower[candidate]], "ndim", 1) == 1:
+            return lower[candidate]
+    return None
+
+
+def _cell(table: Table, name: str, row: int):
+    col = table[name]
+    if np.ma.getmaskarray(col)[row]:
+        return None
+    value = np.ma.getdata(col)[row]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
+def _panel_text(table: Table, row: int, name_col: str | None, status_override: str | None) -> tuple[str, str, str]:
+    """Return (title, label line, colour key) of one row's panel."""
+    ident = f"row {row}"
+    if name_col is not None:
+        value = _cell(table, name_col, row)
+        if value is not None and str(value).strip():
+            text = str(value).strip()
+            ident = f"{text[:24]}{'…' if len(text) > 24 else ''} (row {row})"
+    status = str(_cell(table, "FR_STATUS", row) or "") if "FR_STATUS" in table.colnames else ""
+    fr_class = str(_cell(table, "FR_CLASS", row) or "") if "FR_CLASS" in table.colnames else ""
+    if status == Status.OK and fr_class in ("FRI", "FRII"):
+        p_col = "P_FRI" if fr_class == "FRI" else "P_FRII"
+        p = _cell(table, p_col, row) if p_col in table.colnames else None
+        label = fr_class + (f"  P={float(p):.2f}" if p is not None and np.isfinite(float(p)) else "")
+        sd = _cell(table, "FR_UNCERTAINTY", row) if "FR_UNCERTAINTY" in table.colnames else None
+        if sd is not None and np.isfinite(float(sd)):
+            label += f" ±{float(sd):.2f}"
+        if status_override:
+            label += f"\n(image now: {status_override})"
+        return ident, label, fr_class
+    return ident, status or "not classified", "failed"
+
+
+def draw_gallery(
+    table: Table,
+    images: dict[int, np.ndarray | None],
+    rows: Sequence[int],
+    path: str | os.PathLike,
+    *,
+    selected: int | None = None,
+    select: str | None = None,
+    ncols: int | None = None,
+    recut_status: dict[int, str] | None = None,
+) -> Gallery:
+    """Draw the canonical images of ``rows`` of a labeled ``table`` in a grid and write a PNG.
+
+    Each panel shows the 150x150 image the model saw (north up when the
+    image is), the row's name (a ``meta.id;meta.main`` or usual name
+    column) and number, and its label: ``FRII  P=0.97 ±0.02`` in red for
+    FRII, blue for FRI; a row that was not classified gets a grey panel
+    with its ``FR_STATUS``. ``images`` maps rows to images (a row missing
+    or None: no image). ``selected`` (how many rows matched) and ``select``
+    (the selection) go into the heading.
+
+    Returns
+    -------
+    Gallery
+        The path, the rows drawn (one panel each) and how many panels hold
+        an image.
+    """
+    from . import plots
+
+    rows = [int(r) for r in rows]
+    recut_status = recut_status or {}
+    name_col = _name_column(table)
+    panels = []
+    for r in rows:
+        status_now = recut_status.get(r)
+        ident, label, key = _panel_text(table, r, name_col, status_now if images.get(r) is None else None)
+        panels.append((images.get(r), ident, label, key))
+    matched = len(rows) if selected is None else selected
+    if matched == len(rows):
+        heading = f"{len(rows)} of {len(table)} rows"
+    else:
+        heading = f"first {len(rows)} of {matched} {'selected rows' if select else 'rows'}"
+    if select:
+        heading += f" where {select}"
+    path, drawn = plots.labeled_gallery(panels, path, ncols=ncols, suptitle=heading)
+    return Gallery(Path(path), rows, drawn, matched, [p[3] for p in panels])
+
+
+# --------------------------------------------------------------------------------------------------
+# From a labeled catalog
+
+
+def _recut(table: Table, rows: list[int], source, ra_col: str | None, dec_col: str | None):
+    """Return ({row: canonical image or None}, {row: status of the new cut}) for ``rows``."""
+    from .catalog import find_position_columns, parse_positions
+    from .prepare import PreparedCutouts
+
+    images: dict[int, np.ndarray | None] = {}
+    statuses: dict[int, str] = {}
+    if not rows:
+        return images, statuses
+    sub = table[rows]
+    ra_name, dec_name = find_position_columns(sub, ra_col, dec_col)
+    ra, dec, status = parse_positions(sub, ra_name, dec_name)
+    good = np.flatnonzero(status == Status.OK)
+    keys: list = list(source.locate(ra[good], dec[good])) if len(good) else []
+    prepared = PreparedCutouts(source, keys)
+    try:
+        for j, k in enumerate(good):
+            _, image, st, _ = prepared[j]
+            images[rows[k]], statuses[rows[k]] = image, st
+    finally:
+        source.close()
+    for k in np.flatnonzero(status != Status.OK):
+        images[rows[k]], statuses[rows[k]] = None, str(status[k])
+    return images, statuses
+
+
+def show_catalog(
+    table: Table | str | os.PathLike,
+    out: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    *,
+    source=None,
+    source_options: dict | None = None,
+    select: str | None = None,
+    max_images: int = DEFAULT_MAX,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    format: str | None = None,
+    table_index: int | None = None,
+    ncols: int | None = None,
+) -> Gallery:
+    """Draw the cutouts of a labeled catalog's rows, with label, probability and status, as a PNG.
+
+    Parameters
+    ----------
+    table : astropy.table.Table or path
+        A catalog written by ``frsurvey classify`` (it needs ``FR_STATUS``;
+        ``FR_CLASS``, ``P_FRI``, ``P_FRII`` and ``FR_UNCERTAINTY`` are shown
+        when present).
+    out : path
+        The PNG to write.
+    images, source, source_options :
+        The image source, as for :func:`frsurvey.classify_table`: the
+        cutouts are cut and prepared again exactly as classification did.
+    select : str, optional
+        Which rows (see :func:`select_rows`), e.g. ``P_FRII > 0.9``.
+    max_images : int
+        At most this many panels, the first matching rows in catalog order.
+    ra_col, dec_col, format, table_index : optional
+        As for :func:`frsurvey.classify_table`.
+    ncols : int, optional
+        Panels per row of the grid.
+
+    Returns
+    -------
+    Gallery
+
+    Raises
+    ------
+    SelectError
+        If ``select`` is not an allowed expression.
+    frsurvey.catalog.CatalogError
+        If the catalog cannot be read, is not labeled, or has no positions.
+    """
+    from .catalog import CatalogError, read_catalog
+    from .sources import ImageSource, make_source
+
+    if not isinstance(table, Table):
+        table = read_catalog(table, format=format, table=table_index)
+    if "FR_STATUS" not in table.colnames:
+        raise CatalogError(
+            "this catalog has no FR_STATUS column: it is not a catalog labeled by frsurvey (classify it first)"
+        )
+    if max_images < 1:
+        raise ValueError("--max must be at least 1")
+    mask = select_rows(table, select)
+    matched = np.flatnonzero(mask)
+    rows = [int(r) for r in matched[:max_images]]
+    if not isinstance(source, ImageSource):
+        source = make_source(images=images, source=source, **(source_options or {}))
+    cut, statuses = _recut(table, rows, source, ra_col, dec_col)
+    mismatched = {
+        r: s for r, s in statuses.items() if cut.get(r) is None and str(_cell(table, "FR_STATUS", r)) == Status.OK
+    }
+    for r, s in mismatched.items():
+        log.warning("row %d was classified, but its image cannot be cut now: %s", r, s)
+    if not rows:
+        log.warning("no row matches the selection %r: the picture says so", select)
+    return draw_gallery(
+        table, cut, rows, out, selected=len(matched), select=select, ncols=ncols, recut_status=mismatched
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# classify --gallery
+
+
+def from_model_input(x) -> np.ndarray:
+    """Return the uint8 canonical image(s) of model input made by :func:`frsurvey.preprocess.to_model_input`."""
+    x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    return np.rint((x * 0.5 + 0.5) * 255).clip(0, 255).astype(np.uint8)
+
+
+class GalleryKeeper:
+    """Keeps the canonical images of the first ``max_rows`` rows while a catalog is classified.
+
+    ``classify_table(..., gallery=PNG)`` hands it every batch
+    (:meth:`take`), and it keeps the images of the sources those rows need,
+    from the model input itself; :meth:`draw` then draws them with the
+    results. Nothing is read twice.
+    """
+
+    def __init__(self, rows: np.ndarray, key_of_row: np.ndarray, max_rows: int = DEFAULT_MAX) -> None:
+        self.max_rows = int(max_rows)
+        rows = np.asarray(rows)
+        first = rows < self.max_rows
+        self.key_of_row = {int(r): int(k) for r, k in zip(rows[first], np.asarray(key_of_row)[first])}
+        self.wanted = set(self.key_of_row.values())
+        self.images: dict[int, np.ndarray] = {}
+
+    def take(self, batch: dict) -> None:
+        """Keep the images of wanted sources from one batch of :func:`frsurvey.prepare.collate_prepared`."""
+        for pos, key in enumerate(batch["ok_index"]):
+            if key in self.wanted:
+                self.images[int(key)] = from_model_input(batch["x"][pos, 0])
+
+    def draw(self, result: Table, path: str | os.PathLike) -> Gallery:
+        """Draw the first rows of the classified ``result`` with the kept images."""
+        rows = list(range(min(self.max_rows, len(result))))
+        images = {r: self.images.get(k) for r, k in self.key_of_row.items()}
+        gallery = draw_gallery(result, images, rows, path, selected=len(result))
+        log.info("gallery of %d rows -> %s", gallery.panels, gallery.path)
+        return gallery

@@ -1,0 +1,296 @@
+"""Polite HTTP for the online image sources: limits, retries and checking what came back.
+
+Every request an online source makes goes through one :class:`PoliteSession`
+per source and process. The session
+
+- never has more than ``workers`` requests in flight at once (a semaphore,
+  whatever thread asks),
+- starts requests no closer together than ``1 / max_rate`` seconds
+  (:class:`RateLimiter`, shared by all threads),
+- gives every request a timeout unless the caller gave one.
+
+Retrying is the caller's loop (:func:`retry_delay`, :func:`as_fetch_error`):
+server errors (5xx, 408, 429), timeouts, dropped connections and bodies that
+are not a complete FITS file (:func:`validate_fits`) are retried with
+exponential backoff and jitter; other client errors are not.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+import requests
+
+__all__ = [
+    "FetchConf",
+    "FetchError",
+    "PoliteSession",
+    "RateLimiter",
+    "as_fetch_error",
+    "check_response",
+    "conf",
+    "retry_delay",
+    "validate_fits",
+]
+
+#: HTTP statuses worth retrying: the server is busy or failed, not the request.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class FetchConf:
+    """Defaults of the online sources (the command line's ``--fetch-*`` options).
+
+    Attributes
+    ----------
+    timeout : float
+        Seconds to wait for a connection, and for each read from it.
+    retries : int
+        Further attempts after a failed one (so ``retries + 1`` in all).
+    backoff : float
+        Seconds before the first retry; doubled for each later one, with jitter.
+    backoff_max : float
+        Longest wait between two attempts, in seconds.
+    workers : int
+        Requests in flight at once, at most.
+    max_rate : float
+        Requests started per second, at most, by all threads together
+        (0: no limit).
+    give_up_after : int
+        After this many downloads in a row failed for good (the service is
+        down or unreachable), the rest of a prefetch is not tried: those rows
+        get ``fetch_failed`` at once (0: never give up).
+    """
+
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    workers: int = 4
+    max_rate: float = 5.0
+    give_up_after: int = 20
+
+
+#: The defaults every online source starts from.
+conf = FetchConf()
+
+
+class FetchError(Exception):
+    """A download attempt failed; ``retryable`` says whether trying again may help.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, for the log and the row's message.
+    retryable : bool
+        True for transient failures (server errors, timeouts, dropped
+        connections, incomplete bodies).
+    retry_after : float, optional
+        Seconds the server asked to wait (``Retry-After``).
+    """
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """Spaces the starts of calls to :meth:`acquire` at least ``1 / rate`` seconds apart.
+
+    Thread-safe: callers are given consecutive time slots in the order they
+    ask, and each sleeps (outside the lock) until its slot. ``rate`` of None
+    or 0 means no limit. Picklable (the lock is recreated).
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = float(rate) if rate else 0.0
+        self.interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_next"] = 0.0
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for the next free slot and return its time (``time.monotonic()`` clock)."""
+        if self.interval <= 0:
+            return time.monotonic()
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return slot
+
+
+class PoliteSession(requests.Session):
+    """A :class:`requests.Session` with a concurrency bound, a rate limit and a default timeout.
+
+    Give it to astroquery clients as their ``_session`` so that every request
+    they make, and every download made here, obeys the same limits.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds (connect and read) for requests that do not give their own.
+    workers : int
+        Requests in flight at once, at most (from any thread).
+    max_rate : float or None
+        Request starts per second, at most (None or 0: no limit).
+    user_agent : str, optional
+        Prepended to the ``User-Agent`` header.
+    """
+
+    def __init__(
+        self,
+        timeout: float = conf.timeout,
+        workers: int = conf.workers,
+        max_rate: float | None = conf.max_rate,
+        user_agent: str = "",
+    ) -> None:
+        super().__init__()
+        self.timeout = float(timeout)
+        self.workers = max(1, int(workers))
+        self.limiter = RateLimiter(max_rate)
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._count_lock = threading.Lock()
+        #: Requests sent so far by this session.
+        self.requests_sent = 0
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.workers))
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        if user_agent:
+            self.headers["User-Agent"] = f"{user_agent} {self.headers['User-Agent']}"
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`)."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        with self._slots:
+            self.limiter.acquire()
+            with self._count_lock:
+                self.requests_sent += 1
+            # without stream=True the body is read inside, so the slot covers the whole transfer
+            return super().request(method, url, *args, **kwargs)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: ignore it, the backoff applies
+
+
+def check_response(response: requests.Response, what: str = "") -> None:
+    """Raise :class:`FetchError` unless ``response`` has a 2xx status.
+
+    5xx, 408, 425 and 429 are retryable (with the server's ``Retry-After``);
+    other statuses are not.
+    """
+    if response.status_code < 400:
+        return
+    reason = f"HTTP {response.status_code} {response.reason or ''}".strip()
+    retryable = response.status_code in RETRY_STATUSES or response.status_code >= 500
+    raise FetchError(f"{reason} from {what or response.url}", retryable, _retry_after(response))
+
+
+def as_fetch_error(exc: BaseException) -> FetchError:
+    """Return ``exc`` as a :class:`FetchError`, deciding whether it is worth retrying.
+
+    Timeouts, connection errors (refused, dropped, reset), incomplete bodies
+    and HTTP errors with a retryable status are retryable; anything else
+    (another client error, a bug) is not.
+    """
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        try:
+            check_response(exc.response)
+        except FetchError as err:
+            return err
+    if isinstance(exc, requests.Timeout):
+        return FetchError(f"timed out ({exc})", True)
+    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return FetchError(f"connection failed or dropped ({type(exc).__name__}: {exc})", True)
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return FetchError(f"body could not be decoded ({exc})", True)
+    if isinstance(exc, requests.RequestException):
+        return FetchError(f"{type(exc).__name__}: {exc}", False)
+    return FetchError(f"{type(exc).__name__}: {exc}", False)
+
+
+def retry_delay(
+    attempt: int, backoff: float, backoff_max: float, retry_after: float | None = None, rng: random.Random | None = None
+) -> float:
+    """Return the seconds to wait before retry number ``attempt + 1`` (``attempt`` from 0).
+
+    Exponential backoff with "equal jitter": the nominal delay
+    ``backoff * 2**attempt`` (at most ``backoff_max``) is halved and a random
+    part of up to the other half added, so that clients that failed together
+    do not retry together. A server's ``Retry-After`` is honoured up to
+    ``backoff_max``.
+    """
+    rng = rng or random
+    nominal = min(backoff_max, backoff * (2.0**attempt))
+    delay = nominal / 2.0 + rng.uniform(0.0, nominal / 2.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, backoff_max))
+    return delay
+
+
+def _snippet(content: bytes, n: int = 80) -> str:
+    text = content[:n].decode("ascii", "replace")
+    return " ".join(text.split())
+
+
+def validate_fits(content: bytes) -> None:
+    """Raise :class:`FetchError` (retryable) unless ``content`` is a complete FITS image file.
+
+    The file is parsed in full: every HDU's header, and every data array
+    read, so an HTML error page, an empty body or a truncated download is
+    caught before it reaches the cache. Header cards astropy would refuse to
+    write (SkyView's tab characters) are accepted: they are read, not written.
+    """
+    from astropy.io import fits
+
+    if not content:
+        raise FetchError("empty body instead of a FITS file")
+    if not content.startswith(b"SIMPLE  ="):
+        raise FetchError(f"not a FITS file ({len(content)} bytes starting {_snippet(content)!r})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(io.BytesIO(content), memmap=False, lazy_load_hdus=False) as hdul:
+                images = 0
+                for i, hdu in enumerate(hdul):
+                    info = hdu.fileinfo()
+                    end = info["datLoc"] + hdu.size
+                    if end > len(content):
+                        raise FetchError(f"truncated FITS file: HDU {i} needs {end} bytes, got {len(content)}")
+                    data = hdu.data
+                    if data is not None and getattr(data, "ndim", 0) >= 2:
+                        images += 1
+    except FetchError:
+        raise
+    except Exception as exc:
+        raise FetchError(f"unreadable FITS file ({type(exc).__name__}: {exc})") from None
+    if images == 0:
+        raise FetchError("FITS file without an image")
