@@ -29,6 +29,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "pillow>=9.0",
+        "pyvo>=1.4",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],

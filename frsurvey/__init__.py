@@ -7,6 +7,11 @@ The Python API:
 - :func:`load_model`: a trained model (the shipped one by default);
 - :func:`frsurvey.preprocess.preprocess_first`: the canonical FIRST image
   preprocessing.
+
+Also: :func:`frsurvey.catalog.write_catalog` (VOTable, FITS, ECSV, CSV with
+units, UCDs and provenance), :func:`frsurvey.show.show_catalog` (a PNG of a
+labeled catalog's cutouts) and :class:`frsurvey.samp.SampClassifier` (the
+SAMP listener behind ``frsurvey samp``).
 """
 
 from __future__ import annotations

@@ -532,6 +532,8 @@ def _text_column(col) -> MaskedColumn:
     """
     data = np.ma.getdata(col)
     full = np.ma.getmaskarray(col)
+    if data.dtype.kind == "U" and data.ndim == 1 and not _XML_ILLEGAL.search("".join(data.tolist())):
+        return MaskedColumn(data.copy(), mask=full.copy())  # the common case, without a loop over rows
     if full.ndim > 1:
         elements = full.reshape(full.shape[0], -1)
         mask = elements.all(axis=1) if elements.shape[1] else np.zeros(len(col), dtype=bool)
@@ -568,6 +570,25 @@ def _free_integer(values: np.ndarray, dtype: np.dtype) -> int | None:
     return None
 
 
+def _variable_arrays(col, items: list[np.ndarray]) -> Column:
+    """Return a variable-length array column as a plain object Column of plain arrays of one type.
+
+    Blank cells become empty arrays; blank elements NaN (floats) or stay
+    as they are (integers, booleans).
+    """
+    dtype = np.result_type(*[x.dtype for x in items])
+    mask = np.ma.getmaskarray(col)
+    cells = np.empty(len(col), dtype=object)
+    for i, x in enumerate(np.ma.getdata(col)):
+        if mask[i] or x is None or x is np.ma.masked:
+            cells[i] = np.zeros(0, dtype=dtype)
+        elif dtype.kind in "fc":
+            cells[i] = np.ma.filled(np.ma.asarray(x).astype(dtype), np.nan)
+        else:
+            cells[i] = np.ma.getdata(x).astype(dtype)
+    return Column(cells, dtype=object)
+
+
 def _plain_column(col) -> Column:
     """Return ``col`` as a plain Column that both VOTable and FITS can hold as it is.
 
@@ -584,7 +605,7 @@ def _plain_column(col) -> Column:
     if kind == "O":
         items = [x for x in data if x is not None and x is not np.ma.masked]
         if items and all(isinstance(x, np.ndarray) and x.dtype.kind in "biufc" for x in items):
-            new = col.copy()  # variable-length arrays: both formats have them
+            new = _variable_arrays(col, items)  # both formats have them
         else:
             new = _text_column(col)
     elif kind in "SUMmV":
@@ -604,9 +625,14 @@ def _plain_column(col) -> Column:
         cls = MaskedColumn if masked else Column
         kwargs = {"mask": np.ma.getmaskarray(col)} if masked else {}
         new = cls(np.asarray(data, dtype=target), **kwargs)
-        if masked and target.kind == "i":
+        declared = ((col.info.meta or {}).get("values") or {}).get("null")  # the input's own null value
+        if target.kind == "i" and declared is not None and not masked:
+            new.meta["null"] = int(declared)  # its nulls are still in the data, unmasked
+        elif masked and target.kind == "i":
             good = np.asarray(new.data)[~np.ma.getmaskarray(new)]
             null = _free_integer(good, target)
+            if declared is not None and not np.isin(int(declared), good):
+                null = int(declared)
             while null is None:  # every value of the type is taken: widen it
                 target = np.dtype({2: np.int32, 4: np.int64}.get(target.itemsize, np.int64))
                 new = MaskedColumn(np.asarray(data, dtype=target), mask=np.ma.getmaskarray(col))
@@ -741,7 +767,7 @@ def _write_votable(table: Table, path: str) -> None:
             field.datatype = "boolean"
         elif kind == "U":
             text = np.ma.getdata(col)
-            field.datatype = "char" if all(str(x).isascii() for x in text) else "unicodeChar"
+            field.datatype = "char" if "".join(str(x) for x in text).isascii() else "unicodeChar"
             field.arraysize = "*"
         elif kind in "iu" and "null" in col.meta:
             field.values.null = col.meta["null"]

@@ -560,10 +560,18 @@ class GalleryKeeper:
             if key in self.wanted:
                 self.images[int(key)] = from_model_input(batch["x"][pos, 0])
 
-    def draw(self, result: Table, path: str | os.PathLike) -> Gallery:
-        """Draw the first rows of the classified ``result`` with the kept images."""
+    def draw(self, result: Table, path: str | os.PathLike) -> Gallery | None:
+        """Draw the first rows of the classified ``result`` with the kept images.
+
+        A picture that cannot be written is logged as an error and None is
+        returned: the classification itself is not lost over it.
+        """
         rows = list(range(min(self.max_rows, len(result))))
         images = {r: self.images.get(k) for r, k in self.key_of_row.items()}
-        gallery = draw_gallery(result, images, rows, path, selected=len(result))
+        try:
+            gallery = draw_gallery(result, images, rows, path, selected=len(result))
+        except (OSError, ValueError) as exc:
+            log.error("cannot write the gallery %s: %s", path, exc)
+            return None
         log.info("gallery of %d rows -> %s", gallery.panels, gallery.path)
         return gallery

@@ -162,6 +162,7 @@ def train_model(
     val_labels: np.ndarray | None = None,
     progress: bool = False,
     card: dict[str, Any] | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[FRClassifier, dict[str, Any]]:
     """Train a model on canonical images and return it with its training history.
 
@@ -182,6 +183,10 @@ def train_model(
         Show a tqdm bar per epoch on stderr.
     card : dict, optional
         Extra model-card entries (training data and checksums).
+    weights : numpy.ndarray, optional
+        ``(N,)`` relative sampling weight of each training image (e.g. to
+        draw images like those to be classified more often); combined with
+        class balancing.
 
     Returns
     -------
@@ -199,12 +204,13 @@ def train_model(
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     gen = seed_everything(cfg.seed)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
     if val_images is None:
         tr, va = split_stratified(labels, cfg.val_fraction, cfg.seed)
         val_images, val_labels = images[va], labels[va]
         if val_images.ndim == 4:
             val_images = val_images[:, 0]
-        images, labels = images[tr], labels[tr]
+        images, labels, weights = images[tr], labels[tr], weights[tr]
     val_labels = np.asarray(val_labels, dtype=np.int64)
     device = resolve_device(cfg.device)
     net = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
@@ -212,10 +218,10 @@ def train_model(
     augment = RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen) if cfg.augment else None
 
     data = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
-    counts = np.bincount(labels, minlength=2).astype(float)
-    if cfg.balance and counts.min() > 0:
-        weights = (1.0 / counts)[labels]
-        sampler = WeightedRandomSampler(torch.from_numpy(weights), len(labels), replacement=True, generator=gen)
+    counts = np.bincount(labels, weights=weights, minlength=2).astype(float)
+    if (cfg.balance and counts.min() > 0) or np.ptp(weights) > 0:
+        draw = weights / counts[labels] if cfg.balance and counts.min() > 0 else weights
+        sampler = WeightedRandomSampler(torch.from_numpy(draw), len(labels), replacement=True, generator=gen)
         loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
     else:
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)

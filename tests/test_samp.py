@@ -335,6 +335,13 @@ def test_urls_on_this_machine_only():
     assert is_local_url("HTTP://LOCALHOST/t")
     for url in ("http://example.org/t", "https://8.8.8.8/t", "ftp://localhost/t", "file://far/t", "data:,x"):
         assert not is_local_url(url), url
+    from frsurvey.samp import _Refused
+
+    with pytest.raises(_Refused, match="--allow-remote"):
+        SampClassifier()._check_url("http://example.org/t.vot")
+    SampClassifier(allow_remote=True)._check_url("http://example.org/t.vot")  # let through to the fetch
+    with pytest.raises(_Refused, match="only file:, http: and https:"):
+        SampClassifier(allow_remote=True)._check_url("ftp://example.org/t.vot")
 
 
 def test_served_over_http_here_fetched_once_and_remote_never(in_process, receiver, zoo_tables):
@@ -388,3 +395,28 @@ def test_env_is_not_readable_through_samp(in_process, receiver):
     subscriptions = receiver.client.get_subscriptions(listener.public_id)
     assert "client.env.get" not in subscriptions
     assert {"table.load.votable", "table.load.fits"} <= set(subscriptions)
+
+
+def test_stops_when_the_hub_shuts_down(status_zoo, model_path, tmp_path, monkeypatch):
+    lockfile = tmp_path / "other-hub"
+    monkeypatch.delenv("SAMP_HUB", raising=False)  # else the new hub sees the module's hub and does not start
+    with samp.conf.set_temp("use_internet", False):
+        other = samp.SAMPHubServer(web_profile=False, lockfile=str(lockfile), addr="127.0.0.1")
+        other.start()
+    from_lockfile = samp.lockfile_helpers.read_lockfile(str(lockfile))
+    listener = SampClassifier(images=status_zoo[1], model=model_path, device="cpu", hub_params=from_lockfile)
+    listener.start()
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(reason=listener.run(install_signal_handlers=False, hub_check_interval=1.0)),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        other.stop()
+        thread.join(timeout=DEADLINE)
+        assert not thread.is_alive(), "the listener did not notice the hub going away"
+        assert result["reason"] in ("the SAMP hub shut down", "lost the SAMP hub")
+    finally:
+        listener.stop()
+        listener.close()

@@ -201,20 +201,30 @@ AWKWARD_STATUSES = ["ok", "ok", "bad_position", "no_image", "ok"]
 
 @pytest.fixture(scope="module")
 def awkward(tmp_path_factory, status_zoo, model_path):
-    """The awkward VOTable classified by the CLI: to a VOTable and a FITS table, and its second table."""
+    """The awkward VOTable classified: by the CLI to a VOTable (table 0, and table 1 with --table 1), and
+    through the API to a FITS table; each with what was logged (stderr for the CLI)."""
+    import logging
+
+    from frsurvey import classify_table
+    from frsurvey.catalog import write_catalog
+
     _, images, _ = status_zoo
     tmp = tmp_path_factory.mktemp("awkward")
     src = tmp / "awkward.vot"
     src.write_text(AWKWARD_VOTABLE, encoding="utf-8")
     runs = {}
-    for key, extra, out in (
-        ("vot", [], tmp / "out.vot"),
-        ("fits", [], tmp / "out.fits"),
-        ("second", ["--table", "1"], tmp / "second.vot"),
-    ):
+    for key, extra, out in (("vot", [], tmp / "out.vot"), ("second", ["--table", "1"], tmp / "second.vot")):
         proc = run_frsurvey("classify", src, *extra, "--images", images, "--model", model_path, "--out", out)
         assert proc.returncode in (0, 3), proc.stderr
-        runs[key] = (proc, out)
+        runs[key] = (proc.stderr, out)
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    logging.getLogger("frsurvey").addHandler(handler)
+    try:
+        fits_out = write_catalog(classify_table(src, images=images, model=model_path), tmp / "out.fits")
+    finally:
+        logging.getLogger("frsurvey").removeHandler(handler)
+    runs["fits"] = (logged.getvalue(), fits_out)
     return src, images, runs
 
 
@@ -226,7 +236,7 @@ def test_the_awkward_input_is_itself_a_valid_votable(stilts, tmp_path):
 
 @pytest.mark.parametrize("key", ["vot", "second"])
 def test_votlint_clean_for_nulls_arrays_unicode_and_several_tables(stilts, awkward, key):
-    _proc, out = awkward[2][key]
+    _, out = awkward[2][key]
     errors, warnings = votlint(stilts, out)
     assert (errors, warnings) == ([], []), "\n".join(errors + warnings)
 
@@ -281,8 +291,8 @@ def test_every_new_column_has_a_valid_ucd_unit_and_description(awkward):
 
 def test_awkward_values_arrive_as_sent(stilts, awkward):
     _src, _, runs = awkward
-    proc, out = runs["vot"]
-    assert "read table 0 'sources' of 2 in the file" in proc.stderr
+    stderr, out = runs["vot"]
+    assert "read table 0 'sources' of 2 in the file" in stderr
     rows = list(csv.DictReader(io.StringIO(stilts_run(stilts, "tpipe", f"in={out}", "ofmt=csv"))))
     assert [r["FR_STATUS"] for r in rows] == AWKWARD_STATUSES
     assert [r["name"] for r in rows] == ["Cygnus A – Å", "3C 31 ∅ 日本語", "🌌 no position", "", "plain"]
@@ -304,8 +314,8 @@ def test_awkward_values_arrive_as_sent(stilts, awkward):
 
 
 def test_table_option_picks_another_table_and_says_which(stilts, awkward):
-    proc, out = awkward[2]["second"]
-    assert "read table 1 'second' of 2 in the file" in proc.stderr
+    stderr, out = awkward[2]["second"]
+    assert "read table 1 'second' of 2 in the file" in stderr
     assert stilts_statuses(stilts, out, "votable") == ["ok", "ok"]
     assert "read table 1 &apos;second&apos; of 2" in out.read_text(encoding="utf-8")
 
@@ -313,7 +323,7 @@ def test_table_option_picks_another_table_and_says_which(stilts, awkward):
 def test_fits_output_keeps_units_ucds_descriptions_nulls_and_provenance(stilts, awkward):
     from astropy.io import fits
 
-    proc, out = awkward[2]["fits"]
+    logged, out = awkward[2]["fits"]
     cols = stilts_columns(stilts, out, "fits")
     assert cols["RAJ2000"]["Units"] == "deg" and cols["RAJ2000"]["UCD"] == "pos.eq.ra;meta.main"
     assert cols["sizes"]["Units"] == "arcsec" and cols["flux"]["Units"] == "mJy"
@@ -326,7 +336,7 @@ def test_fits_output_keeps_units_ucds_descriptions_nulls_and_provenance(stilts, 
     assert [r["resolved"] for r in rows] == ["true", "", "false", "", "false"]  # FITS logical null
     assert [r["FR_STATUS"] for r in rows] == AWKWARD_STATUSES
     assert rows[0]["name"] == "Cygnus A ? ?"  # FITS text is ASCII: said in the log
-    assert "non-ASCII text" in proc.stderr
+    assert "non-ASCII text" in logged
     with fits.open(out) as hdul:
         header = hdul[1].header
         n = header["TFIELDS"]
@@ -336,8 +346,9 @@ def test_fits_output_keeps_units_ucds_descriptions_nulls_and_provenance(stilts, 
         for key, meaning in PROVENANCE_KEYS.items():
             assert key in header and header.comments[key], key
             assert meaning.startswith(header.comments[key][:20])
-    _, _, params, _ = stilts_meta(stilts, out, "fits")
+    _, _, params, text = stilts_meta(stilts, out, "fits")  # stilts tpipe omode=meta
     assert set(params) == set(PROVENANCE_KEYS)
+    assert "RAJ2000(Double)/deg" in text and "sizes(double[3])/arcsec" in text and "flux(Float)/mJy" in text
 
 
 def test_api_and_cli_give_identical_tables(awkward, model_path, tmp_path):
@@ -371,11 +382,11 @@ def _readme_stilts_commands() -> list[str]:
 
 def test_readme_stilts_recipe_runs(stilts, status_zoo, model_path, tmp_path):
     """The exact commands the README gives run on a real output, and make what it says they make."""
-    catalog, images, _ = status_zoo
-    proc = run_frsurvey(
-        "classify", catalog, "--images", images, "--model", model_path, "--out", tmp_path / "labeled.vot"
-    )
-    assert proc.returncode == 3, proc.stderr
+    from frsurvey import classify_table
+    from frsurvey.catalog import write_catalog
+
+    catalog, images, _ = status_zoo  # a catalog with ra and dec columns, as the README's commands name them
+    write_catalog(classify_table(catalog, images=images, model=model_path), tmp_path / "labeled.vot")
     commands = _readme_stilts_commands()
     assert len(commands) >= 3
     for command in commands:
