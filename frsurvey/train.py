@@ -49,6 +49,7 @@ class TrainConfig:
     augment: bool = True
     orientation: str = "continuous"  # continuous, d4 or mixed: see RandomOrientation
     max_shift: float = 3.0
+    min_zoom: float = 1.0  # < 1: also shrink images (see RandomOrientation)
     balance: bool = True
     label_smoothing: float = 0.0
     val_fraction: float = 0.15
@@ -215,7 +216,9 @@ def train_model(
     device = resolve_device(cfg.device)
     net = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
     opt = _optimizer(net.parameters(), cfg)
-    augment = RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen) if cfg.augment else None
+    augment = (
+        RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen, min_zoom=cfg.min_zoom) if cfg.augment else None
+    )
 
     data = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
     counts = np.bincount(labels, weights=weights, minlength=2).astype(float)
