@@ -38,7 +38,12 @@ class DatasetIntegrityError(RuntimeError):
 
 def md5sum(path: str | os.PathLike) -> str:
     """Return the md5 hex digest of a file."""
-    h = hashlib.md5()
+    return file_digest(path, "md5")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Return the hex digest of a file's bytes with a :mod:`hashlib` algorithm."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -89,7 +94,27 @@ def _load_batch(path: Path) -> dict:
         return _BatchUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
 
 
-class FRDEEPF(Dataset):
+class _ImageDataset(Dataset):
+    """``(image, target)`` pairs from ``data`` and ``targets``, through the transforms."""
+
+    data: np.ndarray
+    targets: np.ndarray
+    transform: Callable | None = None
+    target_transform: Callable | None = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        img, target = self.data[index], int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+class FRDEEPF(_ImageDataset):
     """The FRDEEP-F dataset of FIRST FRI/FRII images (Tang, Scaife & Leahy 2019).
 
     550 training and 50 test images, 150x150, made by the canonical FIRST
@@ -176,17 +201,6 @@ class FRDEEPF(Dataset):
         label_names = _load_batch(self.root / self.base_folder / self.meta["filename"])[self.meta["key"]]
         if list(label_names) != self.classes:
             raise DatasetIntegrityError(f"FRDEEP-F label names are {label_names}, expected {self.classes}")
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        img, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
@@ -279,7 +293,7 @@ def label_index(value: Any) -> int | None:
     return _LABELS.get(str(value).strip().lower())
 
 
-class LabeledCatalog(Dataset):
+class LabeledCatalog(_ImageDataset):
     """A labeled catalog seen through an image source, like :class:`FRDEEPF`.
 
     Each row's image is cut and prepared exactly as ``frsurvey classify``
@@ -407,17 +421,6 @@ class LabeledCatalog(Dataset):
             except BlankImageError:  # faded into the noise: keep the real image
                 out[k] = image
         return out
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        img, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
 
 
 def _fetch(url: str, dest: Path) -> None:

@@ -282,11 +282,9 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Return the sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .datasets import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def package_versions() -> dict[str, str]:
