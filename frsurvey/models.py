@@ -95,19 +95,24 @@ class InputView(nn.Module):
     emission up (fixed, monotonic, no parameters). ``center_zoom=k`` adds a
     second channel: the central ``150/k`` pixels magnified ``k`` times, so that
     compact doubles of a few beams keep their two peaks through the pooling.
-    Both commute with the 8 dihedral transforms.
+    ``radial=True`` adds the distance from the cutout centre (the host
+    galaxy's position) as a channel: convolutions and global pooling cannot
+    otherwise tell whether the brightest emission is at the centre (FRI) or
+    far out at the ends of the lobes (FRII), Fanaroff & Riley's own criterion.
+    All commute with the 8 dihedral transforms and with any rotation.
     """
 
-    def __init__(self, stretch: str = "linear", center_zoom: int = 0) -> None:
+    def __init__(self, stretch: str = "linear", center_zoom: int = 0, radial: bool = False) -> None:
         super().__init__()
         if stretch not in ("linear", "sqrt", "log"):
             raise ValueError(f"unknown stretch {stretch!r}; use linear, sqrt or log")
         self.stretch = stretch
         self.center_zoom = int(center_zoom)
+        self.radial = bool(radial)
 
     @property
     def channels(self) -> int:
-        return 2 if self.center_zoom > 1 else 1
+        return 1 + (self.center_zoom > 1) + self.radial
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stretch != "linear":
@@ -121,6 +126,12 @@ class InputView(nn.Module):
             center = x[..., c - half : c + half, c - half : c + half]
             zoomed = nn.functional.interpolate(center, size=(size, size), mode="bilinear", align_corners=False)
             x = torch.cat([x, zoomed], dim=1)
+        if self.radial:
+            size = x.shape[-1]
+            c = (size - 1) / 2.0
+            t = torch.arange(size, dtype=x.dtype, device=x.device) - c
+            r = torch.sqrt(t[None, :] ** 2 + t[:, None] ** 2) / (size / 2.0)
+            x = torch.cat([x, r.expand(x.shape[0], 1, size, size)], dim=1)
         return x
 
 
@@ -131,8 +142,8 @@ class SmallCNN(nn.Module):
     ``width`` scales the channels; ``stem_stride=2`` makes the first
     convolution strided instead of following it by max-pooling (4x cheaper
     at the full 150x150 resolution, where FIRST's 5.4" beam spans 3 pixels);
-    ``stem_pool`` adds a max-pooling after the stem; ``stretch`` and
-    ``center_zoom`` choose the :class:`InputView`.
+    ``stem_pool`` adds a max-pooling after the stem; ``stretch``,
+    ``center_zoom`` and ``radial`` choose the :class:`InputView`.
     """
 
     def __init__(
@@ -144,10 +155,11 @@ class SmallCNN(nn.Module):
         stem_pool: bool = False,
         stretch: str = "linear",
         center_zoom: int = 0,
+        radial: bool = False,
     ) -> None:
         super().__init__()
         w = width
-        self.view = InputView(stretch, center_zoom)
+        self.view = InputView(stretch, center_zoom, radial)
         cin = self.view.channels
         stem = (
             [nn.Conv2d(cin, w, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
