@@ -64,33 +64,79 @@ def cross_validate(
     folds: int = 5,
     seed: int = 0,
     strata: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    always_train: np.ndarray | None = None,
+    subsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Train and score one model per fold; return per-fold metrics and their mean and spread.
 
-    Folds are stratified by ``strata`` (default: the labels). Each model is
-    trained by :func:`frsurvey.train.train_model` on the other folds (which
-    hold out their own validation split for early stopping and calibration)
-    and scored on its fold.
+    Parameters
+    ----------
+    images, labels : numpy.ndarray
+        As for :func:`frsurvey.train.train_model` (``(N, 150, 150)`` or
+        ``(N, V, 150, 150)`` uint8, version 0 being the image itself).
+    config : TrainConfig
+        The recipe; each fold's model is trained with ``seed + fold``, holding
+        out ``config.val_fraction`` of its training items (stratified like the
+        folds) for early stopping and calibration.
+    folds : int
+        Number of folds.
+    seed : int
+        Seed of the fold assignment.
+    strata : numpy.ndarray, optional
+        Folds are stratified by these values (default: the labels).
+    weights : numpy.ndarray, optional
+        Sampling weights, passed to ``train_model``.
+    always_train : numpy.ndarray, optional
+        Boolean mask of items that are never scored, only ever trained on
+        (e.g. a second dataset).
+    subsets : dict, optional
+        Named boolean masks: the metrics are also given over each subset of
+        the scored items (e.g. ``{"confident": ...}``).
+
+    Returns
+    -------
+    dict
+        ``per_fold`` metrics, ``summary`` (mean and standard deviation over
+        folds of accuracy, ROC AUC, ECE and NLL), ``pooled`` metrics over all
+        scored items (and per subset), and ``prob`` (P(FRII) per item, NaN for
+        items never scored).
     """
     from dataclasses import replace
 
-    from .train import train_model
+    from .train import split_stratified, train_model
 
     labels = np.asarray(labels)
+    n = len(labels)
     strata = labels if strata is None else np.asarray(strata)
+    weights = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    fixed = np.zeros(n, bool) if always_train is None else np.asarray(always_train, bool)
     rng = np.random.default_rng(seed)
-    fold_of = np.zeros(len(labels), dtype=int)
-    for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
+    fold_of = np.full(n, -1)
+    for s in np.unique(strata[~fixed]):
+        idx = np.flatnonzero((strata == s) & ~fixed)
         rng.shuffle(idx)
         fold_of[idx] = np.arange(len(idx)) % folds
+    prob = np.full(n, np.nan)
     per_fold = []
     for k in range(folds):
         test = fold_of == k
-        model, _ = train_model(images[~test], labels[~test], replace(config, seed=config.seed + k))
-        m = evaluate_model(model, images[test], labels[test])
-        m.pop("prob")
-        m.pop("spread")
+        train_idx = np.flatnonzero(~test)
+        fit, val = split_stratified(strata[train_idx], config.val_fraction, config.seed + k)
+        val_images = images[train_idx[val]]
+        if val_images.ndim == 4:
+            val_images = val_images[:, 0]
+        model, _ = train_model(
+            images[train_idx[fit]],
+            labels[train_idx[fit]],
+            replace(config, seed=config.seed + k),
+            val_images=val_images,
+            val_labels=labels[train_idx[val]],
+            weights=weights[train_idx[fit]],
+        )
+        test_images = images[test] if images.ndim == 3 else images[test][:, 0]
+        prob[test], _ = predict(model, test_images)
+        m = binary_metrics(labels[test], prob[test])
         log.info("fold %d/%d: accuracy %.3f, AUC %.3f, ECE %.3f", k + 1, folds, m["accuracy"], m["roc_auc"], m["ece"])
         per_fold.append(m)
     summary = {}
@@ -100,7 +146,12 @@ def cross_validate(
             "mean": float(np.nanmean(values)),
             "std": float(np.nanstd(values, ddof=1)) if folds > 1 else 0.0,
         }
-    return {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary}
+    scored = fold_of >= 0
+    pooled = {"all": binary_metrics(labels[scored], prob[scored])}
+    for name, mask in (subsets or {}).items():
+        sel = scored & np.asarray(mask, bool)
+        pooled[name] = binary_metrics(labels[sel], prob[sel])
+    return {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary, "pooled": pooled, "prob": prob}
 
 
 def json_safe(value: Any) -> Any:

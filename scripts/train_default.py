@@ -36,7 +36,6 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +75,11 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--orientation", default="continuous")
+    p.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"])
+    p.add_argument("--radial", action="store_true", help="give the network the distance from the centre")
+    p.add_argument("--center-zoom", type=int, default=0)
+    p.add_argument("--min-zoom", type=float, default=1.0, help="zoom augmentation: shrink sources down to this")
+    p.add_argument("--cutout-weight", type=float, default=1.0, help="sampling weight of a cutout vs a FRDEEP-F image")
     p.add_argument("--variants", type=int, default=8)
     p.add_argument("--heldout", type=float, default=0.35)
     p.add_argument("--split-seed", type=int, default=12345)
@@ -129,9 +133,19 @@ def main(argv=None) -> int:
     origin = np.r_[np.zeros(len(fd_train), int), np.ones(len(mb_train), int)]
     tr, va = split_stratified(Y * 2 + origin, args.val_fraction, args.seed)
 
+    arch_kwargs = {}
+    if args.arch in ("cnn", "d4cnn"):
+        arch_kwargs = {"width": args.width, "stem_stride": args.stem_stride}
+        if args.stretch != "linear":
+            arch_kwargs["stretch"] = args.stretch
+        if args.radial:
+            arch_kwargs["radial"] = True
+        if args.center_zoom:
+            arch_kwargs["center_zoom"] = args.center_zoom
     cfg = TrainConfig(
         arch=args.arch,
-        arch_kwargs={"width": args.width, "stem_stride": args.stem_stride} if args.arch in ("cnn", "d4cnn") else {},
+        arch_kwargs=arch_kwargs,
+        min_zoom=args.min_zoom,
         epochs=args.epochs,
         patience=args.epochs,
         lr=args.lr,
@@ -153,7 +167,10 @@ def main(argv=None) -> int:
         ],
         "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    model, history = train_model(X[tr], Y[tr], cfg, val_images=X[va][:, 0], val_labels=Y[va], card=card)
+    weights = np.where(origin == 1, args.cutout_weight, 1.0)
+    model, history = train_model(
+        X[tr], Y[tr], cfg, val_images=X[va][:, 0], val_labels=Y[va], card=card, weights=weights[tr]
+    )
 
     metrics = dict(model.card["metrics"])
     report = {}
@@ -166,12 +183,26 @@ def main(argv=None) -> int:
         metrics[key] = {k: v for k, v in m.items() if k not in ("prob", "spread")}
         log.info("%s: n=%d accuracy %.3f AUC %.3f ECE %.3f", key, m["n"], m["accuracy"], m["roc_auc"], m["ece"])
     if args.cv:
-        strata = Y * 2 + origin
+        # folds over the cutouts (FRDEEP-F always trains), scored on the cutouts: the recipe's spread
+        pool_confident = np.r_[np.zeros(len(fd_train), bool), confident[mb_train]]
         cv = cross_validate(
-            X, Y, replace(cfg, val_fraction=args.val_fraction), folds=args.cv, seed=args.seed, strata=strata
+            X,
+            Y,
+            cfg,
+            folds=args.cv,
+            seed=args.seed,
+            strata=Y * 3 + origin + pool_confident,
+            weights=weights,
+            always_train=origin == 0,
+            subsets={"confident": pool_confident, "uncertain": (origin == 1) & ~pool_confident},
         )
-        metrics["cross_validation"] = {"folds": cv["folds"], "summary": cv["summary"]}
-        log.info("cross-validation: %s", cv["summary"])
+        metrics["cross_validation"] = {
+            "folds": cv["folds"],
+            "scored": "the training pool's cutouts, FRDEEP-F always in training",
+            "summary": cv["summary"],
+            "pooled": {k: {kk: v[kk] for kk in ("n", "accuracy", "roc_auc", "ece")} for k, v in cv["pooled"].items()},
+        }
+        log.info("cross-validation: %s", metrics["cross_validation"])
     model.card["metrics"] = metrics
     model.card["splits"] = {
         "heldout_seed": args.split_seed,
