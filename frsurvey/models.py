@@ -208,12 +208,35 @@ class D4Average(nn.Module):
         return self.backbone(views).view(8, n, -1).mean(dim=0)
 
 
+class Ensemble(nn.Module):
+    """Several networks whose class probabilities are averaged.
+
+    ``forward`` returns the log of the mean probability, so that softmax of
+    the output is the ensemble's probability and temperature scaling applies
+    to it as to any logits. ``members`` is a list of ``{"arch": name,
+    "kwargs": {...}}`` specifications (stored in the model card).
+    """
+
+    def __init__(self, num_classes: int = 2, members: list[dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs members: [{'arch': ..., 'kwargs': {...}}, ...]")
+        self.members = nn.ModuleList(
+            build_model(m["arch"], num_classes=num_classes, **m.get("kwargs", {})) for m in members
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
 #: Constructors by architecture name: ``ARCHITECTURES[name](num_classes=2, **kwargs)``.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lenet": LeNet,
     "cnn": SmallCNN,
     "resnet18": _resnet18,
     "d4cnn": lambda num_classes=2, **kw: D4Average(SmallCNN(num_classes, **kw)),
+    "ensemble": Ensemble,
 }
 
 

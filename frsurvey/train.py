@@ -28,7 +28,15 @@ from .metrics import binary_metrics
 from .models import D4Average, FRClassifier, build_model
 from .preprocess import to_model_input
 
-__all__ = ["TrainConfig", "fit_temperature", "predict_proba", "seed_everything", "split_stratified", "train_model"]
+__all__ = [
+    "TrainConfig",
+    "fit_temperature",
+    "predict_proba",
+    "seed_everything",
+    "split_stratified",
+    "train_ensemble",
+    "train_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +301,23 @@ def train_model(
                 log.info("early stop after epoch %d: no better validation loss in %d epochs", epoch + 1, bad_epochs)
                 break
     net.load_state_dict(best[2])
-    net = net.cpu().eval()
+    out_hist: dict[str, Any] = dict(history)
+    out_hist["best_epoch"] = best[1] + 1
+    model = _finish(net.cpu().eval(), cfg, val_images, val_labels, card)
+    model.card.update(
+        {
+            "arch": cfg.arch,
+            "arch_kwargs": dict(cfg.arch_kwargs),
+            "n_train": len(labels),
+            "history": out_hist,
+        }
+    )
+    return model, out_hist
+
+
+def _finish(net: torch.nn.Module, cfg: TrainConfig, val_images, val_labels, card) -> FRClassifier:
+    """Wrap a trained network, calibrate its temperature on the validation split, and write its card."""
+    val_t = torch.from_numpy(np.asarray(val_labels, dtype=np.int64))
     model = FRClassifier(net, {"tta": cfg.tta}).eval()
     temperature = 1.0
     if cfg.calibrate and len(val_t):
@@ -306,18 +330,12 @@ def train_model(
     val_prob_raw = predict_proba(model, val_images)
     model.temperature.fill_(temperature)
     val_prob = predict_proba(model, val_images)
-    out_hist: dict[str, Any] = dict(history)
-    out_hist["best_epoch"] = best[1] + 1
     model.card.update(card or {})
     model.card.update(
         {
-            "arch": cfg.arch,
-            "arch_kwargs": dict(cfg.arch_kwargs),
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "workers")},
             "seed": cfg.seed,
-            "n_train": len(labels),
-            "n_val": len(val_labels),
-            "history": out_hist,
+            "n_val": len(val_t),
             "temperature": temperature,
             "tta": cfg.tta,
             "metrics": {
@@ -328,4 +346,58 @@ def train_model(
             },
         }
     )
-    return model, out_hist
+    return model
+
+
+def train_ensemble(
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    members: int = 3,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    progress: bool = False,
+    card: dict[str, Any] | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[FRClassifier, list[dict[str, Any]]]:
+    """Train ``members`` networks with seeds ``seed, seed+1, ...`` and return their ensemble.
+
+    Every member is trained by :func:`train_model` on the same data and the
+    same validation split (held out here when not given); the ensemble (mean
+    of the members' probabilities, :class:`frsurvey.models.Ensemble`) is then
+    calibrated on that split. Returns the model and the members' histories.
+    """
+    from dataclasses import replace
+
+    from .models import Ensemble
+
+    images = np.asarray(images, dtype=np.uint8)
+    labels = np.asarray(labels, dtype=np.int64)
+    if val_images is None:
+        tr, va = split_stratified(labels, config.val_fraction, config.seed)
+        val_images, val_labels = images[va], labels[va]
+        if val_images.ndim == 4:
+            val_images = val_images[:, 0]
+        images, labels = images[tr], labels[tr]
+        weights = None if weights is None else np.asarray(weights)[tr]
+    nets, histories = [], []
+    for i in range(members):
+        member_cfg = replace(config, seed=config.seed + i, calibrate=False)
+        m, h = train_model(images, labels, member_cfg, val_images, val_labels, progress, None, weights)
+        nets.append(m.net)
+        histories.append(h)
+    spec = [{"arch": config.arch, "kwargs": dict(config.arch_kwargs)} for _ in range(members)]
+    ensemble = Ensemble(members=spec)
+    for slot, net in zip(ensemble.members, nets):
+        slot.load_state_dict(net.state_dict())
+    model = _finish(ensemble.eval(), config, val_images, val_labels, card)
+    model.card.update(
+        {
+            "arch": "ensemble",
+            "arch_kwargs": {"members": spec},
+            "n_train": len(labels),
+            "history": histories[0],
+            "member_best_epochs": [h["best_epoch"] for h in histories],
+        }
+    )
+    return model, histories

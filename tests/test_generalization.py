@@ -221,7 +221,8 @@ def test_temperature_over_views():
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_every_architecture_builds_and_runs(arch):
-    net = build_model(arch).eval()
+    kwargs = {"members": [{"arch": "cnn", "kwargs": {"width": 4}}] * 2} if arch == "ensemble" else {}
+    net = build_model(arch, **kwargs).eval()
     with torch.inference_mode():
         out = net(torch.zeros(2, 1, 150, 150))
     assert out.shape == (2, 2)
@@ -304,3 +305,20 @@ def test_cross_validation_cli(tmp_path, first_cutouts):
     assert set(cv["summary"]) >= {"accuracy", "roc_auc", "ece"}
     assert sum(f["n"] for f in cv["per_fold"]) == 295  # 301 rows less 6 hybrids
     assert "6 label:hybrid" in r.stderr or "label:hybrid" in r.stderr
+
+
+def test_ensemble_averages_its_members_and_reloads(tmp_path):
+    from frsurvey.models import load_model, save_model
+    from frsurvey.train import train_ensemble
+
+    images, labels = synthetic_training_set(24, seed=6)
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 2, "stem_stride": 2}, epochs=1, batch_size=8, seed=3)
+    model, histories = train_ensemble(images, labels, cfg, members=2)
+    assert len(histories) == 2 and model.card["arch"] == "ensemble"
+    x = torch.from_numpy(to_model_input(images[:4]))
+    with torch.inference_mode():
+        members = torch.stack([torch.softmax(m(x), 1) for m in model.net.members]).mean(0)
+        torch.testing.assert_close(torch.softmax(model.net(x), 1), members)
+    path = save_model(model, tmp_path / "ens.pt")
+    again = load_model(path)
+    torch.testing.assert_close(again.predict(x)[0], model.predict(x)[0])
