@@ -6,7 +6,9 @@ The Python API:
   ``FR_CLASS``, ``P_FRI``, ``P_FRII``, ``FR_UNCERTAINTY`` and ``FR_STATUS`` out;
 - :func:`load_model`: a trained model (the shipped one by default);
 - :func:`frsurvey.preprocess.preprocess_first`: the canonical FIRST image
-  preprocessing.
+  preprocessing;
+- :func:`frsurvey.stream.classify_file`: a catalog file in, a labeled file
+  out, in chunks of rows (any length, flat memory) or on a Dask cluster.
 
 Also: :func:`frsurvey.catalog.write_catalog` (VOTable, FITS, ECSV, CSV with
 units, UCDs and provenance), :func:`frsurvey.show.show_catalog` (a PNG of a

@@ -238,23 +238,28 @@ def _read_fits_table(path: Path, index: int | None) -> Table:
         i = 0 if index is None else index
         if not 0 <= i < len(tabs):
             raise CatalogError(f"{str(path)!r} holds {len(tabs)} tables; table {i} does not exist")
-        hdu = hdul[tabs[i]]
-        result = Table.read(hdu)
-        header = hdu.header
-        for n, col in enumerate(result.itercols(), start=1):
-            ucd = header.get(f"TUCD{n}")
-            if ucd:
-                col.meta["ucd"] = str(ucd)
-            comm = header.get(f"TCOMM{n}")
-            if comm and not col.description:
-                col.description = str(comm)
-        # They belong to the columns now; left in meta they would be written back to the wrong columns.
-        for key in [k for k in result.meta if _COLUMN_KEYWORD.match(str(k))]:
-            del result.meta[key]
+        result = _fits_hdu_table(hdul[tabs[i]])
         if len(tabs) > 1:
             note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
             result.meta["frsurvey_table_note"] = note
             log.warning("%s: %s (choose another with --table)", path, note)
+    return result
+
+
+def _fits_hdu_table(hdu) -> Table:
+    """Return the table of one FITS table HDU, with ``TUCDn``/``TCOMMn`` as column UCDs and descriptions."""
+    result = Table.read(hdu)
+    header = hdu.header
+    for n, col in enumerate(result.itercols(), start=1):
+        ucd = header.get(f"TUCD{n}")
+        if ucd:
+            col.meta["ucd"] = str(ucd)
+        comm = header.get(f"TCOMM{n}")
+        if comm and not col.description:
+            col.description = str(comm)
+    # They belong to the columns now; left in meta they would be written back to the wrong columns.
+    for key in [k for k in result.meta if _COLUMN_KEYWORD.match(str(k))]:
+        del result.meta[key]
     return result
 
 
@@ -737,7 +742,7 @@ def _fill_fixed_cells(table: Table) -> None:
         table.replace_column(name, filled)
 
 
-def _write_votable(table: Table, path: str) -> None:
+def _write_votable(table: Table, path: str, plain: Table | None = None) -> None:
     """Write a VOTable 1.4 (TABLEDATA) that ``stilts votlint`` accepts without errors or warnings.
 
     FIELDs carry name, datatype, unit, UCD and DESCRIPTION; integers with
@@ -749,7 +754,7 @@ def _write_votable(table: Table, path: str) -> None:
     from astropy.io.votable import converters
     from astropy.io.votable.tree import Info, VOTableFile
 
-    plain = _plain_table(table)
+    plain = _plain_table(table) if plain is None else plain  # given: frsurvey.stream's chunks
     _fill_fixed_cells(plain)
     vot = VOTableFile.from_table(plain)
     resource = vot.resources[0]
@@ -803,7 +808,7 @@ def _write_votable(table: Table, path: str) -> None:
         Path(path).write_text(text[: cut - len(indent)] + data + text[cut - len(indent) :], encoding="utf-8")
 
 
-def _write_fits(table: Table, path: str) -> None:
+def _write_fits(table: Table, path: str, plain: Table | None = None) -> None:
     """Write a FITS binary table TOPCAT and STILTS read as meant.
 
     ``TUNITn``, ``TUCDn`` and ``TCOMMn`` for every column that has them,
@@ -814,7 +819,7 @@ def _write_fits(table: Table, path: str) -> None:
     """
     from astropy.io import fits
 
-    plain = _plain_table(table)
+    plain = _plain_table(table) if plain is None else plain  # given: frsurvey.stream's chunks
     for name in plain.colnames:
         if not (name.isascii() and name.isprintable()):
             new_name = _fits_text(name)

@@ -149,6 +149,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(c)
     c.add_argument("--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)")
     c.add_argument("--gallery-max", type=int, default=48, metavar="N", help="rows in the gallery (default 48)")
+    c.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="one view per source instead of the 8 rotations/mirrorings (~8x less work; FR_UNCERTAINTY is NaN)",
+    )
+    c.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads of the model (torch's intra-op threads; default: torch's, one per core). "
+        "On a machine shared with other work, 1 is often fastest",
+    )
+    g = c.add_argument_group("large catalogs and clusters")
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="rows read, classified and written at a time (default 50000; 0: the whole catalog in memory)",
+    )
+    g.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="classify the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or local[:N] "
+        "(a local cluster of N worker processes)",
+    )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
@@ -219,23 +245,32 @@ def _classify_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from .catalog import write_catalog
-    from .classify import classify_table
-    from .status import Status, summarize
+    from .stream import classify_file
 
-    result = classify_table(
+    if args.chunk_size < 0:
+        raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise _UsageError(f"--threads must be 1 or more, not {args.threads}")
+        torch.set_num_threads(args.threads)
+    run = classify_file(
         args.catalog,
+        args.out,
         format=args.format,
         table_index=args.table,
+        out_format=args.out_format,
+        chunk_size=args.chunk_size,
+        dask=args.dask,
+        tta=False if args.no_tta else None,
         progress=not args.no_progress and sys.stderr.isatty(),
         gallery=args.gallery,
         gallery_max=args.gallery_max,
         **_classify_options(args),
     )
-    write_catalog(result, args.out, format=args.out_format)
-    statuses = list(result["FR_STATUS"])
-    print(f"frsurvey: {summarize(statuses)} -> {args.out}", file=sys.stderr)
-    return EXIT_OK if all(s == Status.OK for s in statuses) else EXIT_PARTIAL
+    print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
+    return EXIT_OK if run.all_ok else EXIT_PARTIAL
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:

@@ -94,17 +94,19 @@ def sigma_clipped_std(data: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -
 
     The same number, to the last bit, as
     ``astropy.stats.sigma_clipped_stats(data, sigma=sigma, maxiters=maxiters)[2]``
-    (median centre, population standard deviation, bounds inclusive) for
-    finite data, computed about twice as fast: the data are sorted once, so
-    that each iteration's median is read off the sorted values and its
-    clipped set found by bisection, and each standard deviation is computed
-    by numpy on the clipped values in their original order and byte order,
-    as astropy computes it.
+    (median centre, population standard deviation, bounds inclusive,
+    non-finite values left out), computed about ten times as fast. Each
+    iteration filters the values kept so far, as astropy does; its median is
+    read off one sorted band of values around the median of the whole array
+    (the medians of the clipped sets stay within it in practice; otherwise
+    the median is selected from the clipped values), never from a full sort;
+    each standard deviation is computed by numpy on the clipped values in
+    their original order and byte order, as astropy computes it.
 
     Parameters
     ----------
     data : numpy.ndarray
-        Finite values (no NaN or inf), any shape and float dtype.
+        Any shape and float dtype; NaN and inf are left out, as astropy does.
     sigma : float
         Clipping bound in standard deviations, both sides.
     maxiters : int
@@ -116,31 +118,109 @@ def sigma_clipped_std(data: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -
         NaN for empty input.
     """
     x = np.asarray(data).ravel()
+    if x.size and not np.isfinite(x).all():
+        x = x[np.isfinite(x)]
     if x.size == 0:
         return np.float32(np.nan)
     with np.errstate(over="ignore", invalid="ignore"):
         return _clipped_std(x, sigma, maxiters)
 
 
+#: Half-width, as a fraction of the values, of the sorted band around the median.
+_BAND = 0.03
+#: About how many values the band's edges are taken from.
+_BAND_SAMPLE = 4096
+#: Arrays up to this size are sorted outright.
+_SMALL = 4096
+
+
 def _clipped_std(x: np.ndarray, sigma: float, maxiters: int) -> np.floating:
-    ordered = np.sort(x.astype(x.dtype.newbyteorder("=")))
-    a, b = 0, ordered.size
-    clipped = x
+    native = x.dtype.isnative
+    # np.std and np.nanstd agree to the bit on finite native data; on other byte orders numpy
+    # sums through a conversion buffer, and only nanstd sums the way astropy's nanstd does.
+    std_of = np.std if native else np.nanstd
+    sel = x if native else x.astype(x.dtype.newbyteorder("="))  # what the medians are read from
+    clipped = x  # the same values, in the caller's byte order: what the deviations are computed on
+    band, band_rank = _median_band(sel)
+    below = 0  # values of x below the clipped set: its k-th value is x's (below + k)-th
+    std = None
     for _ in range(maxiters):
-        n = b - a
-        m = a + n // 2
-        center = ordered[m] if n % 2 else np.mean(ordered[m - 1 : m + 1])
-        std = np.nanstd(clipped)
+        n = sel.size
+        center = _median(sel, below, band, band_rank)
+        std = std_of(clipped)
         lo, hi = center - std * sigma, center + std * sigma
-        a2 = int(np.searchsorted(ordered, lo, side="left"))
-        b2 = int(np.searchsorted(ordered, hi, side="right"))
-        if (a2, b2) == (a, b):
-            break
-        a, b = a2, b2
-        if a == b:
+        keep = (sel >= lo) & (sel <= hi)
+        kept = int(np.count_nonzero(keep))
+        if kept == n:
+            return std
+        if kept == 0:
             return np.float32(np.nan)
-        clipped = x[(x >= lo) & (x <= hi)]
-    return np.nanstd(clipped)
+        below += int(np.count_nonzero(sel < lo))
+        sel = sel[keep]
+        clipped = sel if native else clipped[keep]
+        std = None
+    return std_of(clipped) if std is None else std
+
+
+def _median_band(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return the sorted values of ``x`` in a band around its median, and the rank of the first.
+
+    The band's edges are quantiles of a strided sample: any edges would do,
+    since the rank of the band is counted; these make it narrow and likely
+    to hold the medians of the clipped sets.
+    """
+    n = x.size
+    if n <= _SMALL:
+        return np.sort(x), 0
+    sample = x[:: n // _BAND_SAMPLE]
+    ns = sample.size
+    half = int(ns * _BAND)
+    i_lo, i_hi = ns // 2 - half, (ns - 1) // 2 + half
+    part = np.partition(sample, (i_lo, i_hi))
+    lo_value, hi_value = part[i_lo], part[i_hi]
+    inside = (x >= lo_value) & (x <= hi_value)
+    return np.sort(x[inside]), int(np.count_nonzero(x < lo_value))
+
+
+def _median(sel: np.ndarray, below: int, band: np.ndarray, band_rank: int):
+    """Return numpy's median of ``sel``, the values of x ranked ``below`` to ``below + sel.size - 1``."""
+    n = sel.size
+    k0, k1 = below + (n - 1) // 2, below + n // 2
+    if band_rank <= k0 and k1 < band_rank + band.size:
+        pair = band[k0 - band_rank : k1 - band_rank + 1]
+    else:
+        pair = np.array(_select(sel, (n - 1) // 2, n // 2), dtype=sel.dtype)
+    # exactly what np.median does: the middle value, or the float mean of the middle two
+    return pair[0] if n % 2 else np.mean(pair)
+
+
+def _select(x: np.ndarray, k0: int, k1: int):
+    """Return the ``k0``-th and ``k1``-th smallest values of ``x`` (``k0 <= k1``), without sorting it.
+
+    Values from a strided sample bound a window that must hold both ranks;
+    counting checks it does, and only the window is partitioned (the whole
+    array when the check fails, e.g. for many tied values).
+    """
+    while x.size > _SMALL:
+        n = x.size
+        sample = x[:: n // 1024]
+        ns = sample.size
+        margin = int(3 * np.sqrt(ns)) + 2
+        i_lo = int(k0 / n * ns) - margin
+        i_hi = int(k1 / n * ns) + margin
+        if i_lo < 0 and i_hi >= ns:
+            break
+        picks = [i for i in (i_lo, i_hi) if 0 <= i < ns]
+        part = np.partition(sample, picks)
+        lo_value = part[i_lo] if i_lo >= 0 else -np.inf
+        hi_value = part[i_hi] if i_hi < ns else np.inf
+        nb = int(np.count_nonzero(x < lo_value)) if i_lo >= 0 else 0
+        window = x[(x >= lo_value) & (x <= hi_value)]
+        if not (nb <= k0 and k1 < nb + window.size) or window.size > 0.7 * n:
+            break
+        x, k0, k1 = window, k0 - nb, k1 - nb
+    part = np.partition(x, (k0, k1) if k1 != k0 else k0)
+    return part[k0], part[k1]
 
 
 def preprocess_first(image: np.ndarray) -> np.ndarray:
@@ -173,7 +253,8 @@ def preprocess_first(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a {CUTOUT_SIZE}x{CUTOUT_SIZE} cutout, got shape {image.shape}")
     if not np.issubdtype(image.dtype, np.floating):
         image = image.astype(np.float32)
-    image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+    if not np.isfinite(image).all():  # most cutouts are: no copy for them
+        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
     std = sigma_clipped_std(image, sigma=3, maxiters=5)
     lo = (CUTOUT_SIZE - CROP_SIZE) // 2
     crop = image[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE].copy()

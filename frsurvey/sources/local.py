@@ -9,6 +9,7 @@ pixel nearest the position, exactly as SkyView centres its cutouts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import warnings
@@ -44,22 +45,30 @@ class ImageRecord:
     scale_arcsec: float
     center: tuple[float, float, float]
     radius: float  # chord length on the unit sphere from centre to farthest corner
+    #: Where the pixels start in the file, for an uncompressed float image read directly (else -1).
+    data_offset: int = -1
+    #: Their FITS dtype (big-endian float), when ``data_offset`` is set.
+    dtype: str = ""
+
+
+#: Header cards that never bear on a WCS; SkyView writes hundreds, and WCS() would parse them all.
+_NOT_WCS = frozenset(("COMMENT", "HISTORY", ""))
 
 
 def _celestial_wcs(header):
+    from astropy.io import fits
     from astropy.wcs import WCS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wcs = WCS(header)
+        wcs = WCS(fits.Header([c for c in header.cards if c.keyword not in _NOT_WCS]))
     if not wcs.has_celestial:
         return None
-    cel = wcs.celestial
     # The celestial axes must be the image's first two (FITS order), so that
     # the pixel grid of the cutout is the sky plane.
     if sorted([wcs.wcs.lng, wcs.wcs.lat]) != [0, 1]:
         return None
-    return cel
+    return wcs if wcs.naxis == 2 else wcs.celestial  # a 2-D one is its own celestial part
 
 
 def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -99,13 +108,60 @@ def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
                     wcs = _celestial_wcs(header)
                     if wcs is None:
                         continue
-                    records.append(_record(path, i, nx, ny, wcs))
+                    records.append(_record(path, i, nx, ny, wcs, _raw_layout(path, hdul, i, hdu, nx * ny)))
     except Exception as exc:  # empty, truncated or non-FITS files
         return [], f"not a readable FITS file ({type(exc).__name__}: {exc})"
     return records, None if records else "no image HDU with a celestial WCS"
 
 
-def _record(path: str, hdu: int, nx: int, ny: int, wcs) -> ImageRecord:
+def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
+    """Return (data offset, dtype) when the image's pixels can be read straight from the file, else (-1, "").
+
+    That is an uncompressed, unscaled float image (FIRST's) in a plain file
+    that holds all of its data: reading its bytes gives the values astropy
+    gives, without parsing the header again for every cutout.
+    """
+    from astropy.io import fits
+
+    header = hdu.header
+    if (
+        path.endswith((".gz", ".fz", ".bz2", ".zip"))
+        or isinstance(hdu, fits.CompImageHDU)
+        or header.get("BITPIX") not in (-32, -64)
+        or header.get("BSCALE", 1) != 1
+        or header.get("BZERO", 0) != 0
+    ):
+        return -1, ""
+    dtype = ">f4" if header["BITPIX"] == -32 else ">f8"
+    offset = getattr(hdu, "_data_offset", None)  # hdul.fileinfo(i) has it too, but formats every header card
+    offset = int(hdul.fileinfo(i)["datLoc"] if offset is None else offset)
+    if os.path.getsize(path) < offset + npix * np.dtype(dtype).itemsize:
+        return -1, ""  # truncated: let astropy say so when it is read
+    return offset, dtype
+
+
+class _RawPlane:
+    """The pixels of one image, read from its file by rows on indexing (``plane[y0:y1, x0:x1]``)."""
+
+    def __init__(self, rec: ImageRecord) -> None:
+        self.rec = rec
+        self.shape = (rec.ny, rec.nx)
+
+    def __getitem__(self, index: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = index
+        y0, y1, _ = rows.indices(self.rec.ny)
+        rec = self.rec
+        dtype = np.dtype(rec.dtype)
+        count = max(y1 - y0, 0) * rec.nx
+        with open(rec.path, "rb") as f:
+            f.seek(rec.data_offset + y0 * rec.nx * dtype.itemsize)
+            block = np.fromfile(f, dtype=dtype, count=count)
+        if block.size != count:
+            raise ValueError(f"the file ends {count - block.size} pixels early (truncated?)")
+        return block.reshape(-1, rec.nx)[:, cols]
+
+
+def _record(path: str, hdu: int, nx: int, ny: int, wcs, layout: tuple[int, str] = (-1, "")) -> ImageRecord:
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     scales = proj_plane_pixel_scales(wcs) * 3600.0
@@ -122,7 +178,7 @@ def _record(path: str, hdu: int, nx: int, ny: int, wcs) -> ImageRecord:
     if abs(scales[0] - scales[1]) > SCALE_TOLERANCE * scale:
         scale = float("nan")  # non-square pixels: never FIRST's grid
     return ImageRecord(
-        path, hdu, nx, ny, wcs.to_header_string(relax=True), scale, tuple(float(v) for v in vec[0]), radius
+        path, hdu, nx, ny, wcs.to_header_string(relax=True), scale, tuple(float(v) for v in vec[0]), radius, *layout
     )
 
 
@@ -227,8 +283,8 @@ class LocalFITSSource(ImageSource):
         self.pixel_scale = float(pixel_scale)
         self.records: list[ImageRecord] = []
         self.skipped: dict[str, str] = {}
-        self._scan()
         self._wcs: dict[int, object] = {}
+        self._scan()
         self._files: OrderedDict = OrderedDict()
 
     def __getstate__(self) -> dict:
@@ -237,6 +293,17 @@ class LocalFITSSource(ImageSource):
         state["_files"] = OrderedDict()
         state.pop("_tree", None)
         return state
+
+    def _footprints(self):
+        """Return (k-d tree of image centres, centres, radii), built once."""
+        tree = getattr(self, "_tree", None)
+        if tree is None:
+            from scipy.spatial import cKDTree
+
+            centers = np.array([r.center for r in self.records])
+            radii = np.array([r.radius for r in self.records])
+            tree = self._tree = (cKDTree(centers), centers, radii)
+        return tree
 
     @classmethod
     def from_files(cls, paths: list[str | os.PathLike], pixel_scale: float = PIXEL_SCALE_ARCSEC) -> LocalFITSSource:
@@ -251,8 +318,8 @@ class LocalFITSSource(ImageSource):
         self.pixel_scale = float(pixel_scale)
         self.records = []
         self.skipped = {}
-        self._index(paths, warn=False)
         self._wcs = {}
+        self._index(paths, warn=False)
         self._files = OrderedDict()
         return self
 
@@ -305,8 +372,6 @@ class LocalFITSSource(ImageSource):
         Among the images containing a position, the one at FIRST's pixel scale
         where the position lies farthest from an edge is chosen.
         """
-        from scipy.spatial import cKDTree
-
         ra = np.asarray(ra, dtype=float)
         dec = np.asarray(dec, dtype=float)
         n = len(ra)
@@ -318,18 +383,20 @@ class LocalFITSSource(ImageSource):
             for i in np.flatnonzero(finite):
                 result[i] = Cutout.failed(Status.NO_IMAGE, f"no usable FITS image under {self.directory}")
             return result
-        centers = np.array([r.center for r in self.records])
-        radius = max(r.radius for r in self.records) * 1.0001
-        tree = cKDTree(centers)
+        tree, centers, radii = self._footprints()
         idx = np.flatnonzero(finite)
         vec = _unit(ra[idx], dec[idx])
-        candidates = tree.query_ball_point(vec, r=radius) if len(idx) else []
-        # per image, the positions that might fall in it
-        per_image: dict[int, list[int]] = {}
-        for j, cands in enumerate(candidates):
-            for c in cands:
-                if np.linalg.norm(vec[j] - centers[c]) <= self.records[c].radius * 1.0001:
-                    per_image.setdefault(c, []).append(j)
+        candidates = tree.query_ball_point(vec, r=float(radii.max()) * 1.0001) if len(idx) else []
+        # per image, the positions that might fall in it (in order)
+        counts = np.fromiter((len(c) for c in candidates), dtype=np.intp, count=len(candidates))
+        flat_c = np.fromiter(itertools.chain.from_iterable(candidates), dtype=np.intp, count=int(counts.sum()))
+        flat_j = np.repeat(np.arange(len(candidates)), counts)
+        near = np.linalg.norm(vec[flat_j] - centers[flat_c], axis=1) <= radii[flat_c] * 1.0001
+        flat_c, flat_j = flat_c[near], flat_j[near]
+        order = np.argsort(flat_c, kind="stable")
+        flat_c, flat_j = flat_c[order], flat_j[order]
+        starts = np.flatnonzero(np.r_[True, flat_c[1:] != flat_c[:-1]]) if len(flat_c) else np.zeros(0, np.intp)
+        per_image = {int(flat_c[a]): flat_j[a:b] for a, b in zip(starts, [*starts[1:], len(flat_c)])}
         best_margin = np.full(len(idx), -np.inf)
         best_rank = np.full(len(idx), -1)  # 1: right scale, 0: wrong scale
         best = np.full((len(idx), 3), np.nan)
@@ -371,7 +438,8 @@ class LocalFITSSource(ImageSource):
         c, x, y = key
         rec = self.records[c]
         try:
-            data = read_image(rec.path, rec.hdu, self._files)
+            # plain float images: only the window's rows are read, straight into native floats
+            data = _RawPlane(rec) if rec.data_offset >= 0 else read_image(rec.path, rec.hdu, self._files)
             window, why = cut_window(data, x, y)
         except Exception as exc:  # truncated data, unreadable compression, ...
             self._files.pop(rec.path, None)

@@ -1,0 +1,426 @@
+"""The batched classifier behind :func:`~frsurvey.classify_table`, :func:`~frsurvey.stream.classify_file` and Dask.
+
+:class:`BatchClassifier` holds a model, an image source and the run's
+settings, and turns positions into per-row results (status, message,
+probability, spread):
+
+1. each distinct position is located once, and each distinct source key
+   (image and pixel, or position) is cut and prepared once; keys already
+   classified by the same classifier (an earlier chunk of a catalog) are
+   not prepared again;
+2. the keys are cut and prepared by a torch DataLoader (``workers``
+   processes while the model runs), batch by batch;
+3. the model sees a fixed number of sources per forward pass (the whole
+   batch on a GPU; on the CPU 32 images' worth, views included, which stay
+   in the cache), the last pass padded, so that a source's scores do not
+   depend on which other sources share its batch: a catalog gives the same
+   numbers, to the last bit, whole or in chunks, in one process or on Dask
+   workers;
+4. on a GPU the batches travel from pinned memory with non-blocking copies
+   and the network runs channels-last under mixed precision (autocast);
+   none of this touches the CPU path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .models import CLASSES, D4Average, FRClassifier, load_model
+from .prepare import PreparedCutouts, collate_prepared
+from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
+from .sources import Cutout, ImageSource
+from .status import Status, summarize
+
+__all__ = ["BatchClassifier", "FailureLog", "RowResults", "fr_classes", "provenance", "resolve_device"]
+
+log = logging.getLogger("frsurvey.classify")
+
+#: How many rows of each failing status are described in the log at WARNING level.
+LOG_EXAMPLES = 5
+#: Source keys whose results a classifier remembers across calls (chunks), at most.
+MEMORY = 200_000
+#: Images per forward pass on the CPU (views included): a CPU runs small CNNs fastest on passes that
+#: stay in its cache; a GPU takes the whole batch at once.
+CPU_PASS_IMAGES = 32
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Return the torch device for ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``.
+
+    Raises
+    ------
+    ValueError
+        If a GPU is asked for and none is available.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
+    return dev
+
+
+def get_model(model: FRClassifier | str | None, device: torch.device) -> FRClassifier:
+    """Return ``model`` (an FRClassifier, a checkpoint path, or None: the shipped model) on ``device``, in eval mode."""
+    if isinstance(model, FRClassifier):
+        return model.to(device).eval()
+    return load_model(model, device=device)
+
+
+@dataclass
+class RowResults:
+    """What happened to each row of a call of :meth:`BatchClassifier.classify`.
+
+    Attributes
+    ----------
+    status, message : numpy.ndarray
+        Object arrays of str: the ``FR_STATUS`` and why.
+    p_fri, spread : numpy.ndarray
+        float64; NaN where the row was not classified (``spread`` also with ``tta=False``).
+    keeper : object or None
+        What ``keep`` returned (the gallery's image keeper), if given.
+    """
+
+    status: np.ndarray
+    message: np.ndarray
+    p_fri: np.ndarray
+    spread: np.ndarray
+    keeper: Any = None
+
+
+def fr_classes(p_fri: np.ndarray) -> np.ndarray:
+    """Return ``FR_CLASS`` for probabilities of FRI: FRI at 0.5 and above, FRII below, empty for NaN."""
+    p_fri = np.asarray(p_fri, dtype=float)
+    return np.where(np.isnan(p_fri), "", np.where(p_fri >= 0.5, CLASSES[0], CLASSES[1]))
+
+
+def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, str]:
+    """Return the ``FRS_*`` provenance of a run: version, model, checksum, preprocessing, source, date, statuses."""
+    from . import __version__
+
+    card = model.card
+    name = str(card.get("name") or card.get("arch") or type(model.net).__name__)
+    return {
+        "FRS_VER": __version__,
+        "FRS_MOD": name,
+        "FRS_MSHA": getattr(model, "sha256", "") or "unsaved model",
+        "FRS_PREP": f"{PREPROCESSING} v{PREPROCESSING_VERSION}",
+        "FRS_SRC": source.describe(),
+        "FRS_DATE": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "FRS_STAT": statuses if isinstance(statuses, str) else summarize(statuses),
+    }
+
+
+class FailureLog:
+    """Logs the rows that could not be classified: a few per status at WARNING, the rest at DEBUG.
+
+    One instance spans a run, so that a catalog read in chunks logs as many
+    examples as one read whole; ``offset`` numbers the rows of later chunks.
+    """
+
+    def __init__(self, examples: int = LOG_EXAMPLES, logger: logging.Logger | None = None) -> None:
+        self.examples = examples
+        self.log = logger or log
+        self.shown: dict[str, int] = {}
+
+    def add(self, status: np.ndarray, message: np.ndarray, offset: int = 0) -> None:
+        """Log the failed rows of one table or chunk whose first row is row ``offset``."""
+        for i in np.flatnonzero(np.asarray(status) != Status.OK):
+            s, m = status[i], message[i]
+            k = self.shown.get(s, 0)
+            self.shown[s] = k + 1
+            level = logging.WARNING if k < self.examples else logging.DEBUG
+            self.log.log(level, "row %d: %s%s", offset + i, s, f": {m}" if m else "")
+
+    def close(self) -> None:
+        """Say how many rows of each status were not described at WARNING level."""
+        for s, k in self.shown.items():
+            if k > self.examples:
+                self.log.warning("... and %d more row(s) with status %s (--debug lists them)", k - self.examples, s)
+
+
+class BatchClassifier:
+    """A model and an image source, classifying positions batch by batch.
+
+    Parameters
+    ----------
+    model : FRClassifier
+        The model (moved to ``device``; its settings are restored by :meth:`close`).
+    source : ImageSource
+        Where the cutouts come from; closed by :meth:`close`.
+    device : str or torch.device
+        ``auto`` (GPU when there is one), ``cpu``, ``cuda``.
+    batch_size : int
+        Sources per batch: prepared together, and sent to the model together
+        on a GPU; on the CPU the model takes them :data:`CPU_PASS_IMAGES`
+        images (views included) at a time. Every forward pass has the same
+        size (the last one is padded), so that a source's scores do not
+        depend on the other sources in its batch.
+    workers : int
+        DataLoader worker processes cutting and preparing images (0: in this process).
+    tta : bool, optional
+        Override the model card's test-time augmentation: False computes one
+        view per source (``spread`` is then NaN), True averages the 8
+        dihedral views; None (default) does what the model does, which
+        computes the 8 views for the spread in any case.
+    amp : bool, optional
+        Mixed precision (autocast, float16) and channels-last on a CUDA GPU;
+        default: on for CUDA. Ignored on other devices.
+    memory : int
+        How many source keys' results are remembered across calls (chunks).
+    """
+
+    def __init__(
+        self,
+        model: FRClassifier,
+        source: ImageSource,
+        *,
+        device: str | torch.device = "auto",
+        batch_size: int = 64,
+        workers: int = 0,
+        tta: bool | None = None,
+        amp: bool | None = None,
+        memory: int = MEMORY,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {batch_size}")
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.workers = int(workers)
+        self.cuda = self.device.type == "cuda"
+        self.amp = self.cuda and amp is not False
+        self._saved_tta = model.tta
+        if tta is not None:
+            model.tta = bool(tta)
+        self.one_view = tta is False
+        if self.amp:
+            self.model.to(memory_format=torch.channels_last)
+        #: Sources per forward pass: the whole batch on a GPU; on the CPU, CPU_PASS_IMAGES images'
+        #: worth (8 views of 4 sources), where a CPU is fastest (larger passes spill out of the cache).
+        views = 8 if not self.one_view or isinstance(model.net, D4Average) else 1
+        self.pass_size = self.batch_size if self.device.type != "cpu" else max(1, CPU_PASS_IMAGES // views)
+        self.memory = int(memory)
+        self._known: OrderedDict[Hashable, tuple[str, str, float, float]] = OrderedDict()
+        self.prepared = 0  # source keys cut, prepared and classified (or failed) by this classifier
+        self.remembered = 0  # source keys answered from memory
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Restore the model's settings and close the image source."""
+        self.model.tta = self._saved_tta
+        if self.amp:
+            self.model.to(memory_format=torch.contiguous_format)
+        self.source.close()
+
+    def __enter__(self) -> BatchClassifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the work
+
+    def classify(
+        self,
+        ra: np.ndarray,
+        dec: np.ndarray,
+        status: np.ndarray,
+        keep: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+        bar: Any = None,
+    ) -> RowResults:
+        """Classify the rows whose ``status`` is ``ok``; return every row's results.
+
+        Parameters
+        ----------
+        ra, dec : numpy.ndarray
+            Degrees (from :func:`frsurvey.catalog.parse_positions`).
+        status : numpy.ndarray
+            ``ok``, or the status a row already has (``bad_position``).
+        keep : callable, optional
+            ``keep(rows, key_of_row)`` returns an object whose ``take(batch)``
+            sees every batch (the gallery's :class:`~frsurvey.show.GalleryKeeper`);
+            ``key_of_row`` numbers the prepared keys as the batches do (-1 for a
+            row whose key was not prepared in this call).
+        bar : tqdm, optional
+            Updated with the number of keys of each batch.
+        """
+        n = len(status)
+        status = np.array(status, dtype=object)
+        message = np.full(n, "", dtype=object)
+        p_fri = np.full(n, np.nan)
+        spread = np.full(n, np.nan)
+        rows = np.flatnonzero(status == Status.OK)
+        if not len(rows):
+            return RowResults(status, message, p_fri, spread, keep(rows, rows) if keep else None)
+
+        # each distinct position is located once, in order of first appearance
+        pos = np.column_stack([np.asarray(ra, dtype=float)[rows], np.asarray(dec, dtype=float)[rows]])
+        _, first, inverse = np.unique(pos, axis=0, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        pos_of_row = rank[np.asarray(inverse).reshape(-1)]
+        located = self.source.locate(pos[first[order], 0], pos[first[order], 1])
+
+        # each distinct key is prepared once: entries are the keys' results
+        entries: dict[Hashable, int] = {}
+        e_status: list[str] = []
+        e_message: list[str] = []
+        e_p: list[float] = []
+        e_spread: list[float] = []
+        todo: list[Hashable] = []
+        todo_entry: list[int] = []
+        entry_of_pos = np.empty(len(located), dtype=np.intp)
+        for j, key in enumerate(located):
+            if isinstance(key, Cutout):  # located nowhere: a failure of its own
+                entry_of_pos[j] = len(e_status)
+                e_status.append(key.status)
+                e_message.append(key.message)
+                e_p.append(np.nan)
+                e_spread.append(np.nan)
+                continue
+            e = entries.get(key)
+            if e is None:
+                e = entries[key] = len(e_status)
+                known = self._known.get(key)
+                if known is not None:
+                    self._known.move_to_end(key)
+                    self.remembered += 1
+                    s, m, p, sd = known
+                else:
+                    s, m, p, sd = Status.OK, "", np.nan, np.nan
+                    todo.append(key)
+                    todo_entry.append(e)
+                e_status.append(s)
+                e_message.append(m)
+                e_p.append(p)
+                e_spread.append(sd)
+            entry_of_pos[j] = e
+        e_status_a = np.array(e_status, dtype=object)
+        e_message_a = np.array(e_message, dtype=object)
+        e_p_a = np.array(e_p, dtype=float)
+        e_spread_a = np.array(e_spread, dtype=float)
+        todo_entry_a = np.asarray(todo_entry, dtype=np.intp)
+
+        entry_of_row = entry_of_pos[pos_of_row]
+        keeper = None
+        if keep is not None:
+            dataset_index = np.full(len(e_status), -1, dtype=np.intp)
+            dataset_index[todo_entry_a] = np.arange(len(todo_entry_a))
+            keeper = keep(rows, dataset_index[entry_of_row])
+
+        if todo:
+            self.source.prefetch(todo)  # online sources download in the background from here on
+            for batch in self._batches(todo):
+                where = todo_entry_a[batch["index"]]
+                e_status_a[where] = batch["status"]
+                e_message_a[where] = batch["message"]
+                if batch["ok_index"]:
+                    p, sd = self.forward(batch["x"])
+                    ok_where = todo_entry_a[batch["ok_index"]]
+                    e_p_a[ok_where] = p
+                    e_spread_a[ok_where] = sd
+                    if keeper is not None:
+                        keeper.take(batch)
+                if bar is not None:
+                    bar.update(len(batch["index"]))
+            self.prepared += len(todo)
+            self._remember(todo, todo_entry_a, e_status_a, e_message_a, e_p_a, e_spread_a)
+
+        status[rows] = e_status_a[entry_of_row]
+        message[rows] = e_message_a[entry_of_row]
+        p_fri[rows] = e_p_a[entry_of_row]
+        spread[rows] = e_spread_a[entry_of_row]
+        return RowResults(status, message, p_fri, spread, keeper)
+
+    def _batches(self, keys: list[Hashable]):
+        loader = DataLoader(
+            PreparedCutouts(self.source, keys),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.workers,
+            collate_fn=collate_prepared,
+            pin_memory=self.cuda,
+            persistent_workers=False,
+            prefetch_factor=4 if self.workers else None,
+        )
+        yield from loader
+
+    def _remember(self, keys, entry, status, message, p, spread) -> None:
+        if self.memory <= 0:
+            return
+        known = self._known
+        for key, e in zip(keys, entry):
+            known[key] = (status[e], message[e], float(p[e]), float(spread[e]))
+        while len(known) > self.memory:
+            known.popitem(last=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Return (probability of FRI, spread) as float64 arrays for a batch of model input.
+
+        The model sees :attr:`pass_size` sources at a time, the last pass
+        padded, so that every pass has the same shape and a source's scores
+        do not depend on the others in its batch.
+        """
+        n = x.shape[0]
+        step = self.pass_size
+        if n % step:
+            x = torch.cat([x, x.new_zeros((step - n % step, *x.shape[1:]))])
+        x = x.to(self.device, non_blocking=True)
+        if self.amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        p_parts, sd_parts = [], []
+        mixed = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        with torch.inference_mode(), mixed:
+            for i in range(0, x.shape[0], step):
+                part = x[i : i + step]
+                if self.one_view:
+                    p = torch.exp(self.model(part)[:, 0].float())
+                    sd = torch.full_like(p, float("nan"))
+                else:
+                    probs, sd = self.model.predict(part)
+                    p = probs[:, 0]
+                p_parts.append(p)
+                sd_parts.append(sd)
+        p, sd = torch.cat(p_parts)[:n], torch.cat(sd_parts)[:n]
+        return p.double().cpu().numpy(), sd.double().cpu().numpy()
+
+
+def classifier_from_options(
+    model: FRClassifier | str | None,
+    source: ImageSource,
+    options: Mapping[str, Any],
+) -> BatchClassifier:
+    """Return a :class:`BatchClassifier` from classify options (``device``, ``batch_size``, ``workers``, ``tta``, ``amp``)."""
+    dev = resolve_device(options.get("device", "auto"))
+    return BatchClassifier(
+        get_model(model, dev),
+        source,
+        device=dev,
+        batch_size=options.get("batch_size", 64),
+        workers=options.get("workers", 0),
+        tta=options.get("tta"),
+        amp=options.get("amp"),
+        memory=options.get("memory", MEMORY),
+    )
