@@ -45,7 +45,7 @@ from astropy.table import Table
 from frsurvey.datasets import FRDEEPF, LabeledCatalog, find_duplicates
 from frsurvey.evaluate import cross_validate, evaluate_model, json_safe, write_report
 from frsurvey.models import save_model
-from frsurvey.train import TrainConfig, split_stratified, train_model
+from frsurvey.train import TrainConfig, split_stratified, train_ensemble, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -86,6 +86,13 @@ def main(argv=None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cv", type=int, default=0, help="also k-fold cross-validate the recipe on the pool")
+    p.add_argument("--members", type=int, default=1, help="networks in the ensemble")
+    p.add_argument(
+        "--ship",
+        choices=["all", "pool"],
+        default="all",
+        help="ship the recipe retrained on all usable cutouts (default) or the evaluation model itself",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
@@ -112,26 +119,22 @@ def main(argv=None) -> int:
     log.info("%d cutouts are also in FRDEEP-F (%d of them in its test set)", dup.sum(), dup_of_test.sum())
 
     held = heldout_split(mb.targets, confident, ~dup, args.heldout, args.split_seed)
-    mb_train = np.setdiff1d(np.flatnonzero(~dup), held)
-    log.info(
-        "held out %d cutouts (%d confident); %d cutouts join the training pool",
-        len(held),
-        confident[held].sum(),
-        len(mb_train),
-    )
+    log.info("held out %d cutouts (%d confident) from the evaluation model", len(held), confident[held].sum())
 
-    # Pool: FRDEEP-F train (one version each) + cutouts (the image and its variants).
+    # Items: FRDEEP-F train (one version each) + every usable cutout (the image and its variants).
     versions = 1 + args.variants
     fd_versions = np.repeat(fd_train.data[:, None], versions, axis=1)
-    mb_versions = (
-        np.concatenate([mb.data[mb_train][:, None], mb.variants[mb_train]], axis=1)
-        if args.variants
-        else mb.data[mb_train][:, None]
-    )
+    mb_versions = np.concatenate([mb.data[:, None], mb.variants], axis=1) if args.variants else mb.data[:, None]
     X = np.concatenate([fd_versions, mb_versions])
-    Y = np.concatenate([fd_train.targets, mb.targets[mb_train]])
-    origin = np.r_[np.zeros(len(fd_train), int), np.ones(len(mb_train), int)]
-    tr, va = split_stratified(Y * 2 + origin, args.val_fraction, args.seed)
+    Y = np.concatenate([fd_train.targets, mb.targets])
+    origin = np.r_[np.zeros(len(fd_train), int), np.ones(len(mb), int)]
+    cutout = np.r_[np.full(len(fd_train), -1), np.arange(len(mb))]  # cutout number, -1 for FRDEEP-F
+    is_conf = np.r_[np.zeros(len(fd_train), bool), confident]
+    weights = np.where(origin == 1, args.cutout_weight, 1.0)
+    # never trained on: cutouts that are FRDEEP-F's own images (its train copies are in already),
+    # and of course nothing of FRDEEP-F test
+    usable = np.r_[np.ones(len(fd_train), bool), ~dup]
+    in_pool = usable & ~np.isin(cutout, held)
 
     arch_kwargs = {}
     if args.arch in ("cnn", "d4cnn"):
@@ -153,57 +156,92 @@ def main(argv=None) -> int:
         seed=args.seed,
         val_fraction=args.val_fraction,
     )
-    card = {
-        "name": args.name,
-        "training_data": [
-            {"name": "FRDEEP-F", "split": "train", "n": len(fd_train), "archive_md5": FRDEEPF.tgz_md5},
-            {
-                "name": "MiraBest FIRST cutouts (../shared/data/first-cutouts)",
-                "n": len(mb_train),
-                "variants_per_image": args.variants,
-                "catalog_sha256": _sha256(catalog_path),
-                "excluded": "hybrids; the held-out split; cutouts also in FRDEEP-F",
-            },
-        ],
-        "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
-    weights = np.where(origin == 1, args.cutout_weight, 1.0)
-    model, history = train_model(
-        X[tr], Y[tr], cfg, val_images=X[va][:, 0], val_labels=Y[va], card=card, weights=weights[tr]
-    )
 
-    metrics = dict(model.card["metrics"])
+    def fit(items: np.ndarray, data_note: str, n_cutouts: int):
+        """Train the recipe's model (an ensemble of --members networks) on the given items."""
+        strata = Y[items] * 2 + origin[items]
+        tr, va = split_stratified(strata, args.val_fraction, args.seed)
+        tr, va = items[tr], items[va]
+        card = {
+            "name": args.name,
+            "training_data": [
+                {"name": "FRDEEP-F", "split": "train", "n": len(fd_train), "archive_md5": FRDEEPF.tgz_md5},
+                {
+                    "name": "MiraBest FIRST cutouts (../shared/data/first-cutouts)",
+                    "n": n_cutouts,
+                    "variants_per_image": args.variants,
+                    "sampling_weight": args.cutout_weight,
+                    "catalog_sha256": _sha256(catalog_path),
+                    "excluded": data_note,
+                },
+            ],
+            "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        }
+        common = {"val_images": X[va][:, 0], "val_labels": Y[va], "card": card, "weights": weights[tr]}
+        if args.members > 1:
+            model, histories = train_ensemble(X[tr], Y[tr], cfg, members=args.members, **common)
+            return model, histories[0]
+        return train_model(X[tr], Y[tr], cfg, **common)
+
+    # 1. The evaluation model: the recipe without the held-out split; its metrics are the ones reported.
+    eval_model, history = fit(
+        np.flatnonzero(in_pool),
+        "hybrids; the held-out split; cutouts also in FRDEEP-F",
+        int((in_pool & (origin == 1)).sum()),
+    )
+    metrics = {"validation": eval_model.card["metrics"]["validation"]}
     report = {}
     held_conf = held[confident[held]]
     held_unc = held[~confident[held]]
     for key, idx in (("heldout_confident", held_conf), ("heldout_uncertain", held_unc), ("heldout_all", held)):
-        report[key] = evaluate_model(model, mb.data[idx], mb.targets[idx])
-    report["frdeep_f_test"] = evaluate_model(model, fd_test.data, fd_test.targets)
+        report[key] = evaluate_model(eval_model, mb.data[idx], mb.targets[idx])
+    report["frdeep_f_test"] = evaluate_model(eval_model, fd_test.data, fd_test.targets)
     for key, m in report.items():
         metrics[key] = {k: v for k, v in m.items() if k not in ("prob", "spread")}
         log.info("%s: n=%d accuracy %.3f AUC %.3f ECE %.3f", key, m["n"], m["accuracy"], m["roc_auc"], m["ece"])
     if args.cv:
-        # folds over the cutouts (FRDEEP-F always trains), scored on the cutouts: the recipe's spread
-        pool_confident = np.r_[np.zeros(len(fd_train), bool), confident[mb_train]]
+        # folds over the pool's cutouts (FRDEEP-F always trains), scored on them: the recipe's spread
+        # (one network per fold, even when the shipped model is an ensemble)
+        pool = np.flatnonzero(in_pool)
         cv = cross_validate(
-            X,
-            Y,
+            X[pool],
+            Y[pool],
             cfg,
             folds=args.cv,
             seed=args.seed,
-            strata=Y * 3 + origin + pool_confident,
-            weights=weights,
-            always_train=origin == 0,
-            subsets={"confident": pool_confident, "uncertain": (origin == 1) & ~pool_confident},
+            strata=Y[pool] * 3 + origin[pool] + is_conf[pool],
+            weights=weights[pool],
+            always_train=origin[pool] == 0,
+            subsets={"confident": is_conf[pool], "uncertain": (origin[pool] == 1) & ~is_conf[pool]},
         )
         metrics["cross_validation"] = {
             "folds": cv["folds"],
-            "scored": "the training pool's cutouts, FRDEEP-F always in training",
+            "scored": "the training pool's cutouts (FRDEEP-F always in training); one network per fold",
             "summary": cv["summary"],
             "pooled": {k: {kk: v[kk] for kk in ("n", "accuracy", "roc_auc", "ece")} for k, v in cv["pooled"].items()},
         }
         log.info("cross-validation: %s", metrics["cross_validation"])
+
+    # 2. The shipped model: the same recipe on every usable cutout, held-out split included.
+    if args.ship == "all":
+        model, history = fit(
+            np.flatnonzero(usable), "hybrids; cutouts also in FRDEEP-F", int((usable & (origin == 1)).sum())
+        )
+        shipped_test = evaluate_model(model, fd_test.data, fd_test.targets)
+        metrics["shipped_frdeep_f_test"] = {k: v for k, v in shipped_test.items() if k not in ("prob", "spread")}
+        metrics["shipped_validation"] = model.card["metrics"]["validation"]
+        log.info("shipped model: FRDEEP-F test accuracy %.3f", shipped_test["accuracy"])
+    else:
+        model = eval_model
     model.card["metrics"] = metrics
+    model.card["metrics_note"] = (
+        "heldout_* and frdeep_f_test: the recipe trained without the held-out split (the evaluation model); "
+        + (
+            "the shipped model is the same recipe retrained with the held-out cutouts included"
+            if args.ship == "all"
+            else "the shipped model is that model"
+        )
+    )
     model.card["splits"] = {
         "heldout_seed": args.split_seed,
         "heldout_fraction": args.heldout,
