@@ -8,6 +8,8 @@ VOTable, FITS table, ECSV or CSV file, atomically.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import re
@@ -188,8 +190,7 @@ def read_catalog(path: str | os.PathLike, format: str | None = None, table: int 
     """
     path = Path(path)
     fmt = format_from_path(path, format)
-    if not path.exists():
-        raise CatalogError(f"catalog {str(path)!r} does not exist")
+    _check_exists(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -204,6 +205,16 @@ def read_catalog(path: str | os.PathLike, format: str | None = None, table: int 
     except Exception as exc:  # astropy raises many types for unreadable input
         raise CatalogError(f"cannot read {str(path)!r} as {fmt}: {exc}") from exc
     return result
+
+
+def _check_exists(path: Path) -> None:
+    """Raise CatalogError if ``path`` is missing, not a file, or empty (no header: no table at all)."""
+    if not path.exists():
+        raise CatalogError(f"catalog {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CatalogError(f"catalog {str(path)!r} is not a file")
+    if path.stat().st_size == 0:
+        raise CatalogError(f"catalog {str(path)!r} is an empty file (0 bytes): it holds no table, not even a header")
 
 
 def _read_votable(path: Path, index: int | None) -> Table:
@@ -321,8 +332,19 @@ _SEXA = re.compile(
 _DECIMAL = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
+#: Characters that stand for a minus or plus sign in text copied from documents (U+2212 MINUS SIGN, dashes,
+#: full-width signs): read as ``-`` and ``+``.
+_SIGNS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-", "\uff0d": "-", "\uff0b": "+"})
+#: Right ascensions (degrees) up to this far from 0 are wrapped into [0, 360); beyond, the value is no angle
+#: anyone meant (a sentinel such as 1e30, or a column in arcseconds read as degrees): ``bad_position``.
+RA_WRAP_LIMIT = 3600.0
+#: Text taken as a blank position (case ignored).
+_BLANK_TEXT = frozenset({"", "nan", "--", "null", "none"})
+
+
 def _parse_angle(text: str, hours: bool) -> float:
     """Return degrees for one sexagesimal or decimal string, or NaN."""
+    text = text.translate(_SIGNS)
     if _DECIMAL.match(text):
         return float(text)
     m = _SEXA.match(text)
@@ -338,13 +360,13 @@ def _parse_angle(text: str, hours: bool) -> float:
 
 
 def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Return (degrees, unparsable) for one column; masked/blank/NaN give NaN."""
+    """Return (degrees, why) for one column: NaN and a reason where a cell gives no angle, else ``""``."""
     n = len(col)
     mask = np.zeros(n, dtype=bool)
     if isinstance(col, MaskedColumn) or hasattr(col, "mask"):
         mask = np.asarray(np.ma.getmaskarray(col), dtype=bool)
     data = np.ma.getdata(col)
-    unparsable = np.zeros(n, dtype=bool)
+    why = np.full(n, "", dtype=object)
     if data.dtype.kind in "fiu":
         values = np.asarray(data, dtype=np.float64)  # a plain array: a Column would carry its unit along
         unit = col.unit
@@ -353,6 +375,9 @@ def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray
                 values = (values * u.Unit(unit)).to_value(u.deg)
             except (u.UnitConversionError, ValueError, TypeError):
                 log.warning("column %s has unit %s, not an angle: taking its values as degrees", col.name, unit)
+        with np.errstate(invalid="ignore"):
+            why[np.isnan(values)] = "is NaN"
+            why[np.isinf(values)] = "is infinite"
     elif data.dtype.kind in "USO":
         values = np.full(n, np.nan)
         for i, item in enumerate(data):
@@ -361,47 +386,90 @@ def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray
             if isinstance(item, bytes):
                 item = item.decode("utf-8", "replace")
             text = str(item).strip()
-            if not text or text.lower() in {"nan", "--", "null", "none"}:
+            if text.lower() in _BLANK_TEXT:
+                why[i] = "is blank"
                 continue
-            values[i] = _parse_angle(text, hours_if_sexagesimal and not _DECIMAL.match(text))
-            unparsable[i] = np.isnan(values[i])
+            values[i] = _parse_angle(text, hours_if_sexagesimal and not _DECIMAL.match(text.translate(_SIGNS)))
+            if np.isnan(values[i]):
+                shown = text if len(text) <= 40 else text[:37] + "..."
+                why[i] = f"is not an angle: {shown!r}"
+            elif np.isinf(values[i]):
+                why[i] = "is infinite"
     else:
         raise CatalogError(f"column {col.name!r} has type {data.dtype}, which is not a position")
+    why[mask] = "is blank (masked)"
     values = np.where(mask, np.nan, values)
-    return values, unparsable
+    return values, why
 
 
-def parse_positions(table: Table, ra_col: str, dec_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_positions(
+    table: Table, ra_col: str, dec_col: str, with_reasons: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return right ascension and declination in degrees, and a status per row.
 
     Numeric columns are taken in their unit (degrees when they have none);
     strings may be decimal degrees or sexagesimal (``hh:mm:ss.s`` /
-    ``±dd:mm:ss``, with colons, spaces or ``h m s`` / ``d m s`` letters), right
-    ascension in hours when sexagesimal. Right ascensions outside [0, 360) are
-    wrapped into it.
+    ``±dd:mm:ss``, with colons, spaces or ``h m s`` / ``d m s`` letters; a
+    Unicode minus sign or dash counts as ``-``), right ascension in hours
+    when sexagesimal. Right ascensions outside [0, 360) are wrapped into it
+    when they are within :data:`RA_WRAP_LIMIT` (3600°, ten turns) of 0;
+    further out, a row is ``bad_position``, as are blank, masked, NaN,
+    infinite or unparsable values and |Dec| > 90°.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The catalog (or a chunk of it).
+    ra_col, dec_col : str
+        The position columns (:func:`find_position_columns`).
+    with_reasons : bool
+        Also return why each ``bad_position`` row has no position.
 
     Returns
     -------
     ra, dec : numpy.ndarray
-        float64 degrees, NaN where the row has no usable position.
+        float64 degrees, NaN where the row has no usable position; ``ra`` in [0, 360).
     status : numpy.ndarray
         ``Status.OK`` or ``Status.BAD_POSITION`` per row (object array of str).
+    reason : numpy.ndarray
+        Only with ``with_reasons``: object array of str, e.g. ``"Dec 95.0 is beyond ±90"``; ``""`` for good rows.
     """
-    ra, ra_bad = _column_degrees(table[ra_col], hours_if_sexagesimal=True)
-    dec, dec_bad = _column_degrees(table[dec_col], hours_if_sexagesimal=False)
+    ra, ra_why = _column_degrees(table[ra_col], hours_if_sexagesimal=True)
+    dec, dec_why = _column_degrees(table[dec_col], hours_if_sexagesimal=False)
+    n = len(ra)
+    reason = np.full(n, "", dtype=object)
     with np.errstate(invalid="ignore"):
-        good = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
-        ra = np.where(good, np.mod(ra, 360.0), np.nan)
+        far = np.isfinite(ra) & (np.abs(ra) > RA_WRAP_LIMIT)
+        pole = np.isfinite(dec) & (np.abs(dec) > 90.0)
+        good = np.isfinite(ra) & np.isfinite(dec) & ~far & ~pole
+        wrapped = np.mod(np.where(good, ra, 0.0), 360.0)
+    wrapped[wrapped >= 360.0] = 0.0  # np.mod(-1e-17, 360) is 360.0: it is 0 on the sky
+    ra = np.where(good, wrapped, np.nan)
     dec = np.where(good, dec, np.nan)
+    for i in np.flatnonzero(~good):
+        parts = []
+        if ra_why[i]:
+            parts.append(f"RA {ra_why[i]}")
+        elif far[i]:
+            parts.append(f"RA {table[ra_col][i]} is more than {RA_WRAP_LIMIT:g} deg from 0: not an angle in degrees")
+        if dec_why[i]:
+            parts.append(f"Dec {dec_why[i]}")
+        elif pole[i]:
+            parts.append(f"Dec {table[dec_col][i]} is beyond ±90 deg")
+        reason[i] = "; ".join(parts) or "no position"
     status = np.where(good, Status.OK, Status.BAD_POSITION).astype(object)
     nbad = int((~good).sum())
     if nbad:
+        unparsable = int(sum(1 for w in (*ra_why, *dec_why) if w.startswith("is not an angle")))
         log.warning(
-            "%d row(s) have no usable position (blank, NaN, unparsable%s or |Dec| > 90): FR_STATUS=%s",
+            "%d row(s) have no usable position (blank, NaN, unparsable%s, |Dec| > 90 or |RA| > %g): FR_STATUS=%s",
             nbad,
-            f" [{int((ra_bad | dec_bad).sum())} unparsable]" if (ra_bad | dec_bad).any() else "",
+            f" [{unparsable} unparsable]" if unparsable else "",
+            RA_WRAP_LIMIT,
             Status.BAD_POSITION,
         )
+    if with_reasons:
+        return ra, dec, status, reason
     return ra, dec, status
 
 
@@ -485,8 +553,9 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
                 _write_votable(table, tmp)
             elif fmt == "fits":
                 _write_fits(table, tmp)
-            elif fmt == "csv":
-                _csv_ready(table).write(tmp, format="ascii.csv", overwrite=True)
+            elif fmt in ("csv", "ecsv"):
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    f.write(text_table(table, fmt))
             else:
                 table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True)
         # mkstemp made the file private (0600): give it the mode of the file it replaces, or the umask's
@@ -496,6 +565,39 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def text_table(table: Table, fmt: str) -> str:
+    """Return ``table`` as the text of a CSV (``fmt="csv"``) or ECSV (``"ecsv"``) file that reads back row for row.
+
+    Values holding whitespace other than plain spaces (no-break spaces, line
+    or record separators, which astropy's readers split on) are written
+    between quotes; astropy would otherwise write them bare and the file
+    would not read back.
+    """
+    from astropy.io import ascii
+
+    work = _csv_ready(table) if fmt == "csv" else table
+    buf = io.StringIO()
+    if not _has_odd_whitespace(work):
+        work.write(buf, format=_ASTROPY_FORMAT[fmt])
+        return buf.getvalue()
+    writer = ascii.get_writer(writer_cls=ascii.Csv if fmt == "csv" else ascii.Ecsv, fast_writer=False)
+    writer.data.splitter.quoting = csv.QUOTE_NONNUMERIC  # every value quoted: masks and types survive
+    return "\n".join(writer.write(work)) + "\n"
+
+
+def _has_odd_whitespace(table: Table) -> bool:
+    """Return whether a text value of ``table`` holds whitespace other than ``" "`` and ``"\\t"``."""
+    for name in table.colnames:
+        col = table[name]
+        if getattr(col, "dtype", None) is None or col.dtype.kind not in "USO":
+            continue
+        for value in np.ma.getdata(col).ravel():
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if any(c.isspace() and c not in " \t" for c in text):
+                return True
+    return False
 
 
 def _csv_ready(table: Table) -> Table:
@@ -837,7 +939,7 @@ def _write_fits(table: Table, path: str, plain: Table | None = None) -> None:
                     "column %s has non-ASCII text: '?' stands for it in the FITS table (FITS text is ASCII)", name
                 )
                 fixed = MaskedColumn(
-                    [_fits_text(x) for x in text],
+                    np.array([_fits_text(x) for x in text], dtype=col.dtype),  # one '?' a character: same width
                     mask=np.ma.getmaskarray(col),
                     unit=col.unit,
                     description=col.description,

@@ -121,7 +121,7 @@ def classify_table(
         source = make_source(images=images, source=source, **(source_options or {}))
     log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
 
-    ra, dec, status = parse_positions(table, ra_name, dec_name)
+    ra, dec, status, reason = parse_positions(table, ra_name, dec_name, with_reasons=True)
     engine = BatchClassifier(model, source, device=dev, batch_size=batch_size, workers=workers, tta=tta, amp=amp)
     keep = (lambda rows, key_of_row: GalleryKeeper(rows, key_of_row, gallery_max)) if gallery is not None else None
     bar = None
@@ -130,7 +130,7 @@ def classify_table(
 
         bar = tqdm(unit="src", desc="classify", dynamic_ncols=True)
     try:
-        res = engine.classify(ra, dec, status, keep=keep, bar=bar)
+        res = engine.classify(ra, dec, status, keep=keep, bar=bar, reason=reason)
     finally:
         if bar is not None:
             bar.close()

@@ -2,13 +2,16 @@
 
 Exit codes: 0 every row classified; 3 the run finished but some rows could
 not be classified (see FR_STATUS); 2 unusable input (bad options, unreadable
-catalog, no position columns, missing or refused model, missing data);
-1 an unexpected error (a bug: please report it with ``--debug`` output).
+catalog, no position columns, missing or refused model, missing data, an
+output that cannot be written); 130 interrupted by Ctrl-C and 143 by SIGTERM
+(``classify`` can be resumed: the same command again); 1 an unexpected error
+(a bug: please report it with ``--debug`` output).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,6 +22,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 log = logging.getLogger("frsurvey")
 
@@ -175,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or local[:N] "
         "(a local cluster of N worker processes)",
     )
+    g.add_argument(
+        "--restart",
+        action="store_true",
+        help="do not resume from the journal an interrupted run left beside --out (<out>.frsurvey-partial); start over",
+    )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
@@ -255,20 +265,22 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise _UsageError(f"--threads must be 1 or more, not {args.threads}")
         torch.set_num_threads(args.threads)
-    run = classify_file(
-        args.catalog,
-        args.out,
-        format=args.format,
-        table_index=args.table,
-        out_format=args.out_format,
-        chunk_size=args.chunk_size,
-        dask=args.dask,
-        tta=False if args.no_tta else None,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        gallery=args.gallery,
-        gallery_max=args.gallery_max,
-        **_classify_options(args),
-    )
+    with _terminate_as_interrupt():
+        run = classify_file(
+            args.catalog,
+            args.out,
+            format=args.format,
+            table_index=args.table,
+            out_format=args.out_format,
+            chunk_size=args.chunk_size,
+            dask=args.dask,
+            tta=False if args.no_tta else None,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            gallery=args.gallery,
+            gallery_max=args.gallery_max,
+            restart=args.restart,
+            **_classify_options(args),
+        )
     print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
     return EXIT_OK if run.all_ok else EXIT_PARTIAL
 
@@ -483,6 +495,45 @@ class _UsageError(ValueError):
     pass
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops as on Ctrl-C (cleaning up, keeping the journal)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While in the block, SIGTERM raises :class:`_Terminated` (in the main thread); the old handler after."""
+    import signal
+    import threading
+
+    def raise_terminated(signum, frame):
+        raise _Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Say what an interrupted run leaves behind; return the exit code (130 for SIGINT, 143 for SIGTERM)."""
+    what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+    run = getattr(exc, "run_summary", None)
+    journal = getattr(exc, "journal", None)
+    done = f"; finished so far: {run.summary}" if run is not None and run.rows else ""
+    if journal is not None:
+        print(
+            f"frsurvey: {what}{done}; kept in {journal}: run the same command again to resume (--restart starts over)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"frsurvey: {what}{done}; nothing to resume: run the command again", file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``frsurvey`` command line and return its exit code."""
     parser = build_parser()
@@ -498,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CatalogError,
         CheckpointError,
         DatasetIntegrityError,
-        FileNotFoundError,
+        OSError,
         KeyError,
         _UsageError,
         ValueError,
@@ -507,9 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"frsurvey: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("frsurvey: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        return _interrupted(exc)
     except Exception as exc:  # a bug: say so briefly unless --debug
         if args.debug:
             raise

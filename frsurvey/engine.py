@@ -41,7 +41,15 @@ from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource
 from .status import Status, summarize
 
-__all__ = ["BatchClassifier", "FailureLog", "RowResults", "fr_classes", "provenance", "resolve_device"]
+__all__ = [
+    "BatchClassifier",
+    "FailureLog",
+    "RowResults",
+    "fr_classes",
+    "numeric_settings",
+    "provenance",
+    "resolve_device",
+]
 
 log = logging.getLogger("frsurvey.classify")
 
@@ -127,6 +135,34 @@ def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, 
     }
 
 
+def numeric_settings(
+    model: FRClassifier,
+    device: str | torch.device,
+    batch_size: int = 64,
+    tta: bool | None = None,
+    amp: bool | None = None,
+) -> dict[str, Any]:
+    """Return what decides a :class:`BatchClassifier`'s numbers, to the last bit, besides model and pixels.
+
+    The device type, mixed precision, test-time augmentation (the model's,
+    or ``tta``), one view or eight, and the sources per forward pass. Two
+    runs with equal settings give equal probabilities for equal cutouts
+    (resume journals compare them).
+    """
+    dev = resolve_device(device)
+    use_amp = dev.type == "cuda" and amp is not False
+    one_view = tta is False
+    views = 8 if not one_view or isinstance(model.net, D4Average) else 1
+    pass_size = int(batch_size) if dev.type != "cpu" else max(1, CPU_PASS_IMAGES // views)
+    return {
+        "device": dev.type,
+        "amp": bool(use_amp),
+        "tta": bool(model.tta if tta is None else tta),
+        "one_view": bool(one_view),
+        "pass_size": pass_size,
+    }
+
+
 class FailureLog:
     """Logs the rows that could not be classified: a few per status at WARNING, the rest at DEBUG.
 
@@ -208,17 +244,17 @@ class BatchClassifier:
         self.batch_size = int(batch_size)
         self.workers = int(workers)
         self.cuda = self.device.type == "cuda"
-        self.amp = self.cuda and amp is not False
+        plan = numeric_settings(model, self.device, batch_size, tta, amp)
+        self.amp = plan["amp"]
         self._saved_tta = model.tta
         if tta is not None:
             model.tta = bool(tta)
-        self.one_view = tta is False
+        self.one_view = plan["one_view"]
         if self.amp:
             self.model.to(memory_format=torch.channels_last)
         #: Sources per forward pass: the whole batch on a GPU; on the CPU, CPU_PASS_IMAGES images'
         #: worth (8 views of 4 sources), where a CPU is fastest (larger passes spill out of the cache).
-        views = 8 if not self.one_view or isinstance(model.net, D4Average) else 1
-        self.pass_size = self.batch_size if self.device.type != "cpu" else max(1, CPU_PASS_IMAGES // views)
+        self.pass_size = plan["pass_size"]
         self.memory = int(memory)
         self._known: OrderedDict[Hashable, tuple[str, str, float, float]] = OrderedDict()
         self.prepared = 0  # source keys cut, prepared and classified (or failed) by this classifier
@@ -248,6 +284,7 @@ class BatchClassifier:
         status: np.ndarray,
         keep: Callable[[np.ndarray, np.ndarray], Any] | None = None,
         bar: Any = None,
+        reason: np.ndarray | None = None,
     ) -> RowResults:
         """Classify the rows whose ``status`` is ``ok``; return every row's results.
 
@@ -264,10 +301,14 @@ class BatchClassifier:
             row whose key was not prepared in this call).
         bar : tqdm, optional
             Updated with the number of keys of each batch.
+        reason : numpy.ndarray, optional
+            Why the rows given a failing ``status`` have it (``parse_positions(..., with_reasons=True)``):
+            their ``message``.
         """
         n = len(status)
         status = np.array(status, dtype=object)
-        message = np.full(n, "", dtype=object)
+        message = np.full(n, "", dtype=object) if reason is None else np.array(reason, dtype=object)
+        message[status == Status.OK] = ""
         p_fri = np.full(n, np.nan)
         spread = np.full(n, np.nan)
         rows = np.flatnonzero(status == Status.OK)

@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointError",
     "FRClassifier",
     "build_model",
+    "card_sha256",
     "default_model_path",
     "dihedral",
     "file_sha256",
@@ -315,6 +316,19 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def card_sha256(card: dict[str, Any]) -> str:
+    """Return the sha256 of a model card's content (every entry but ``card_sha256`` itself).
+
+    The card holds what turns the weights into probabilities (architecture,
+    temperature, test-time augmentation, preprocessing contract), so an
+    edited card is as much a different model as edited weights.
+    """
+    import json
+
+    content = {k: v for k, v in card.items() if k != "card_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Return the sha256 hex digest of a file."""
     from .datasets import file_digest
@@ -359,6 +373,7 @@ def save_model(model: FRClassifier, path: str | os.PathLike, **card_updates: Any
     card["versions"] = package_versions()
     card["weights_sha256"] = weights_sha256(state)
     card = _plain(card)
+    card["card_sha256"] = card_sha256(card)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
@@ -432,8 +447,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     ------
     CheckpointError
         If the file is missing or unreadable, holds anything but plain data
-        (pickled code is refused), was tampered with (weights do not match
-        the card's sha256), or was made for other classes or preprocessing.
+        (pickled code is refused), was tampered with (weights or card do not
+        match the sha256 the card carries), or was made for other classes or preprocessing.
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
@@ -452,6 +467,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         raise CheckpointError(f"{str(path)!r} lacks its model card or weights")
     if weights_sha256(state) != card.get("weights_sha256"):
         raise CheckpointError(f"{str(path)!r}: the weights do not match the sha256 in the model card (tampered?)")
+    if card_sha256(card) != card.get("card_sha256"):
+        raise CheckpointError(
+            f"{str(path)!r}: the model card does not match its sha256 (edited after saving?): refusing it, "
+            "since the card decides what the scores mean (temperature, test-time augmentation, preprocessing)"
+        )
     if tuple(card.get("classes", ())) != CLASSES:
         raise CheckpointError(f"{str(path)!r} predicts {card.get('classes')}, not {list(CLASSES)}")
     prep = (card.get("preprocessing"), card.get("preprocessing_version"))

@@ -22,7 +22,8 @@ class Status:
 #: One line per status, in the order of the README's table.
 DESCRIPTIONS: dict[str, str] = {
     Status.OK: "classified: FR_CLASS, P_FRI, P_FRII hold the prediction",
-    Status.BAD_POSITION: "the row's RA/Dec is blank, masked, NaN, unparsable, or |Dec| > 90 deg",
+    Status.BAD_POSITION: "the row's RA/Dec is blank, masked, NaN, infinite or unparsable, |Dec| > 90 deg, "
+    "or |RA| > 3600 deg (no angle in degrees; smaller values are wrapped into [0, 360))",
     Status.NO_IMAGE: "no image in the image source covers the position",
     Status.OUTSIDE_IMAGE: "the position is in an image but within 75 px (2.25') of its edge, "
     "so the central 150x150 px would leave the image",

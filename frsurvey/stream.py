@@ -34,9 +34,11 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import stat
 import tempfile
@@ -51,9 +53,10 @@ from typing import Any
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table, vstack
 
+from . import __version__
 from .catalog import (
     CatalogError,
-    _csv_ready,
+    _check_exists,
     _fits_hdu_table,
     _plain_table,
     _umask,
@@ -64,13 +67,37 @@ from .catalog import (
     format_from_path,
     parse_positions,
     read_catalog,
+    text_table,
     write_catalog,
 )
-from .engine import BatchClassifier, FailureLog, fr_classes, get_model, provenance, resolve_device
+from .engine import (
+    BatchClassifier,
+    FailureLog,
+    fr_classes,
+    get_model,
+    numeric_settings,
+    provenance,
+    resolve_device,
+)
+from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import ImageSource, make_source
 from .status import Status, summarize
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "CatalogChunks", "ChunkWriter", "RunSummary", "classify_file"]
+try:  # POSIX: a journal is locked by the run using it
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "JOURNAL_SUFFIX",
+    "CatalogChunks",
+    "ChunkWriter",
+    "ResumeJournal",
+    "RunSummary",
+    "classify_file",
+    "journal_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +146,7 @@ class CatalogChunks:
         if chunk_size < 1:
             raise ValueError(f"chunk size must be at least 1, not {chunk_size}")
         self.chunk_size = int(chunk_size)
-        if not self.path.exists():
-            raise CatalogError(f"catalog {str(self.path)!r} does not exist")
+        _check_exists(self.path)
 
     def __iter__(self) -> Iterator[Table]:
         chunks = {"fits": self._fits, "csv": self._csv, "ecsv": self._ecsv}.get(self.format, self._whole)
@@ -295,11 +321,17 @@ class ChunkWriter:
         The output file; its format comes from the extension unless ``format``.
     format : str, optional
         ``votable``, ``fits``, ``ecsv`` or ``csv``.
+    scratch : str or path-like, optional
+        Where the temporary files go (default: beside ``path``); on the same
+        file system as ``path``, which the finished file is renamed onto.
     """
 
-    def __init__(self, path: str | os.PathLike, format: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, format: str | None = None, scratch: str | os.PathLike | None = None
+    ) -> None:
         self.path = Path(path)
         self.format = format_from_path(self.path, format)
+        self.scratch = Path(scratch) if scratch is not None else None
         self.rows = 0
         self._first: Table | None = None
         self._stream: _Stream | None = None
@@ -312,7 +344,7 @@ class ChunkWriter:
             return
         if self._stream is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = _STREAMS[self.format](self.path)
+            self._stream = _STREAMS[self.format](self.path, self.scratch)
             self._stream.write(self._first)
             self._first = None
         if len(chunk):
@@ -341,9 +373,10 @@ class ChunkWriter:
 class _Stream:
     """One output format's streaming: ``write`` chunks, then ``finish`` into a temporary file renamed onto path."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, scratch: Path | None = None) -> None:
         self.path = path
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+        where = scratch if scratch is not None else path.parent
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=where))
 
     def write(self, chunk: Table) -> None:
         raise NotImplementedError
@@ -361,14 +394,12 @@ class _Stream:
 
 
 def _csv_text(table: Table) -> str:
-    buf = io.StringIO()
-    _csv_ready(table).write(buf, format="ascii.csv")
-    return buf.getvalue()
+    return text_table(table, "csv")
 
 
 class _CsvStream(_Stream):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, scratch: Path | None = None) -> None:
+        super().__init__(path, scratch)
         self.out = self.tmp_dir / "out.csv"
         self.f = open(self.out, "w", encoding="utf-8", newline="")  # closed later
         self.header: str | None = None
@@ -377,12 +408,14 @@ class _CsvStream(_Stream):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             text = _csv_text(chunk)
+            header = _csv_text(chunk[:0])
             if self.header is None:
-                self.header = _csv_text(chunk[:0])
+                self.header = header
                 self.f.write(self.header)
-        if not text.startswith(self.header):
+        if header != self.header:
             raise CatalogError("internal error: a chunk's CSV header differs from the first chunk's")
-        self.f.write(text[len(self.header) :])
+        # the body: what follows the header's lines (quoted or not, see text_table)
+        self.f.write(text.split("\n", header.count("\n"))[-1])
 
     def finish(self, meta: dict[str, Any]) -> None:
         self.f.close()
@@ -397,21 +430,21 @@ def _ecsv_text(table: Table, meta: dict | None = None) -> tuple[str, str]:
     """Return (header, body) of ``table`` as ECSV, with ``meta`` as its table meta (default none)."""
     work = Table(table, copy=False)
     work.meta = dict(meta or {})
-    buf = io.StringIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        work.write(buf, format="ascii.ecsv")
-    text = buf.getvalue()
+        text = text_table(work, "ecsv")
+        names = text_table(work[:0], "ecsv").rstrip("\n").rsplit("\n", 1)[-1]  # never quoted: no values
     pos = 0
     while text.startswith("#", pos):
         pos = text.index("\n", pos) + 1
-    pos = text.index("\n", pos) + 1  # the line of column names
-    return text[:pos], text[pos:]
+    comments = text[:pos]
+    pos = text.index("\n", pos) + 1  # the line of column names (quoted where the values are)
+    return comments + names + "\n", text[pos:]
 
 
 class _EcsvStream(_Stream):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, scratch: Path | None = None) -> None:
+        super().__init__(path, scratch)
         self.body = self.tmp_dir / "body.ecsv"
         self.f = open(self.body, "w", encoding="utf-8", newline="")  # closed later
         self.first: Table | None = None
@@ -448,8 +481,8 @@ class _SpoolStream(_Stream):
     those decisions.
     """
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, scratch: Path | None = None) -> None:
+        super().__init__(path, scratch)
         self.spool_path = self.tmp_dir / "spool.pickle"
         self.spool = open(self.spool_path, "wb")  # closed later
         self.samples: list[Table] = []
@@ -684,6 +717,304 @@ def _coerce(plain: Table, merged: Table) -> Table:
 
 
 # --------------------------------------------------------------------------------------------------
+# Resume journals
+
+#: The journal of an unfinished run is this directory beside the output: ``labeled.fits.frsurvey-partial``.
+JOURNAL_SUFFIX = ".frsurvey-partial"
+#: Version of the journal layout; a journal of another version is not used.
+JOURNAL_FORMAT = 1
+_MANIFEST = "manifest.json"
+_LOCK = "lock"
+_CHUNK = re.compile(r"^chunk-(\d{7})\.npz$")
+
+
+def journal_path(out: str | os.PathLike) -> Path:
+    """Return the resume journal directory of an output file: ``<out>.frsurvey-partial`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + JOURNAL_SUFFIX)
+
+
+def catalog_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Return what identifies a catalog file's content: its size and the sha256 of its bytes."""
+    from .models import file_sha256
+
+    path = Path(path)
+    return {"size": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def model_fingerprint(model: Any) -> str:
+    """Return the sha256 of a model's checkpoint file, or of its weights, temperature and settings when unsaved."""
+    sha = getattr(model, "sha256", None)
+    if sha:
+        return str(sha)
+    import hashlib
+    import json
+
+    from .models import weights_sha256
+
+    extra = json.dumps(
+        {"temperature": float(model.temperature), "tta": bool(model.tta), "card": model.card},
+        sort_keys=True,
+        default=str,
+    )
+    return "unsaved:" + hashlib.sha256((weights_sha256(model.net.state_dict()) + extra).encode()).hexdigest()
+
+
+class ResumeJournal:
+    """What an unfinished :func:`classify_file` run has done, kept beside its output so that it can resume.
+
+    The journal is a directory, ``<out>.frsurvey-partial``, holding
+
+    - ``manifest.json``: what the run's results depend on: the catalog's
+      size and sha256, the chunk size, table and position columns, the
+      model's sha256, the preprocessing, the image source's fingerprint and
+      the numeric settings (device type, precision, views, pass size),
+      with the frsurvey version;
+    - ``chunk-NNNNNNN.npz``, one per finished chunk: its rows' statuses,
+      reasons, probabilities and spreads (plain arrays, read without
+      pickle), each written to a temporary name, flushed to disk and renamed,
+      so a chunk file is whole or absent;
+    - ``lock``: held (``flock``) by the run using the journal: a second run
+      writing the same output is refused.
+
+    A run finds the journal of an earlier run of the same command, and takes
+    the results of its finished chunks instead of classifying them again; a
+    journal whose manifest differs is not used (the log says why) and is
+    replaced. The finished run assembles its output from every chunk and
+    deletes the journal.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The run's output file.
+    manifest : dict
+        What the run's results depend on (JSON-serialisable).
+    """
+
+    def __init__(self, out: str | os.PathLike, manifest: dict[str, Any]) -> None:
+        self.out = Path(out)
+        self.path = journal_path(self.out)
+        self.manifest = {"journal": JOURNAL_FORMAT, **manifest}
+        #: Chunks finished by an earlier run (number -> file), found by :meth:`open`.
+        self.finished: dict[int, Path] = {}
+        self._lock_file = None
+
+    # ------------------------------------------------------------------ opening
+
+    def open(self, restart: bool = False) -> None:
+        """Lock the journal, decide whether the earlier run's chunks are used, and write this run's manifest.
+
+        Raises
+        ------
+        frsurvey.catalog.CatalogError
+            If another run holds the journal (is writing the same output).
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot write beside the output {str(self.out)!r}: {exc}") from exc
+        self._lock()
+        old = self._read_manifest()
+        chunks = self._chunk_files()
+        if old is not None or chunks:
+            if restart:
+                log.warning("--restart: not using the journal of an earlier run in %s", self.path)
+            elif old != self.manifest:
+                log.warning("not resuming from %s: %s; starting over", self.path, self._why_not(old))
+            else:
+                self.finished = chunks
+        self._clear(keep=set(self.finished.values()))
+        _write_atomically(self.path / _MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
+        if self.finished:
+            log.warning(
+                "resuming from %s: %d chunk(s) finished by an earlier run are not classified again",
+                self.path,
+                len(self.finished),
+            )
+
+    def _lock(self) -> None:
+        f = open(self.path / _LOCK, "a+")  # closed by release()
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip()
+                f.close()
+                raise CatalogError(
+                    f"another frsurvey run{f' (pid {holder})' if holder else ''} is writing {str(self.out)!r} "
+                    f"(its journal {str(self.path)!r} is locked): wait for it, or choose another --out"
+                ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._lock_file = f
+
+    def _read_manifest(self) -> dict | None:
+        try:
+            value = json.loads((self.path / _MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _why_not(self, old: dict | None) -> str:
+        if old is None:
+            return "its manifest is missing or unreadable"
+        if old.get("journal") != JOURNAL_FORMAT:
+            return f"it was written in journal format {old.get('journal')}, not {JOURNAL_FORMAT}"
+        names = {
+            "catalog": "the catalog file changed",
+            "model": "another model (its sha256 differs)",
+            "source": "the image source changed (other images, directory, service, cache or --offline)",
+            "frsurvey": "another frsurvey version",
+        }
+        why = []
+        for key in sorted(set(old) | set(self.manifest)):
+            a, b = old.get(key), self.manifest.get(key)
+            if a == b:
+                continue
+            if key in names:
+                why.append(names[key])
+            elif isinstance(a, dict) and isinstance(b, dict):
+                why += [
+                    f"{key} {k}: {a.get(k)!r} then, {b.get(k)!r} now"
+                    for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)
+                ]
+            else:
+                why.append(f"{key}: {a!r} then, {b!r} now")
+        return "; ".join(why) or "its manifest differs"
+
+    def _chunk_files(self) -> dict[int, Path]:
+        out = {}
+        for p in self.path.iterdir():
+            m = _CHUNK.match(p.name)
+            if m:
+                out[int(m.group(1))] = p
+        return out
+
+    def _clear(self, keep: set[Path]) -> None:
+        """Remove everything but the lock and ``keep``: other chunks, temporary files, spools of killed runs."""
+        for p in self.path.iterdir():
+            if p.name == _LOCK or p in keep:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ chunks
+
+    def load(self, k: int, rows: int) -> Any:
+        """Return the results (:class:`~frsurvey.engine.RowResults`) of finished chunk ``k`` of ``rows`` rows, or None.
+
+        A chunk file that cannot be read or does not fit is logged and
+        forgotten (the chunk is classified again).
+        """
+        from .engine import RowResults
+        from .status import DESCRIPTIONS
+
+        path = self.finished.get(k)
+        if path is None:
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                n = int(z["rows"])
+                status = z["status"][z["status_index"]].astype(object)
+                message = z["message"][z["message_index"]].astype(object)
+                p_fri, spread = z["p_fri"].astype(np.float64), z["spread"].astype(np.float64)
+            if n != rows or not (len(status) == len(message) == len(p_fri) == len(spread) == rows):
+                raise ValueError(f"it holds {n} rows, the chunk has {rows}")
+            if not set(status) <= set(DESCRIPTIONS):
+                raise ValueError(f"unknown statuses {sorted(set(status) - set(DESCRIPTIONS))}")
+        except Exception as exc:  # a damaged file: the chunk is classified again
+            log.warning("journal file %s cannot be used (%s): classifying chunk %d again", path, exc, k)
+            self.finished.pop(k, None)
+            path.unlink(missing_ok=True)
+            return None
+        return RowResults(status, message, p_fri, spread)
+
+    def save(self, k: int, res: Any) -> None:
+        """Record the results of chunk ``k`` (whole, flushed to disk, or not at all)."""
+        status_values, status_index = np.unique(np.asarray(res.status, dtype=str), return_inverse=True)
+        message_values, message_index = np.unique(np.asarray(res.message, dtype=str), return_inverse=True)
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            rows=np.int64(len(res.status)),
+            status=status_values,
+            status_index=status_index.astype(np.int32).reshape(-1),
+            message=message_values,
+            message_index=message_index.astype(np.int32).reshape(-1),
+            p_fri=np.asarray(res.p_fri, dtype=np.float64),
+            spread=np.asarray(res.spread, dtype=np.float64),
+        )
+        path = self.path / f"chunk-{k:07d}.npz"
+        _write_atomically(path, buf.getvalue())
+        self.finished[k] = path
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """Return the rows of the finished chunks on disk, and how many have each status."""
+        rows, counts = 0, collections.Counter()
+        for path in self._chunk_files().values():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    values, index = z["status"], z["status_index"]
+                    counts.update(dict(zip(values.tolist(), np.bincount(index, minlength=len(values)).tolist())))
+                    rows += int(z["rows"])
+            except Exception:  # a damaged file: not finished
+                continue
+        return rows, {s: n for s, n in counts.items() if n}
+
+    # ------------------------------------------------------------------ closing
+
+    def release(self) -> None:
+        """Unlock the journal and leave it for a later run (after an interruption)."""
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the flock
+            self._lock_file = None
+
+    def discard(self) -> None:
+        """Delete the journal (the output is complete, or there is nothing worth resuming)."""
+        (self.path / _MANIFEST).unlink(missing_ok=True)  # first: chunk files without it are never used
+        self.release()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @classmethod
+    def discard_stale(cls, out: str | os.PathLike) -> None:
+        """Delete the journal of an earlier run of ``out`` unless a run holds it (for runs that keep none)."""
+        path = journal_path(out)
+        if not path.is_dir():
+            return
+        journal = cls(out, {})
+        try:
+            journal._lock()
+        except CatalogError:
+            return
+        log.info("deleting the journal of an earlier, unfinished run: %s", path)
+        journal.discard()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``: a temporary file beside it, flushed to disk, renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself, on disk
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------------
 # Classifying a file
 
 
@@ -703,6 +1034,10 @@ class RunSummary:
         Chunks the catalog was read in.
     prepared, remembered : int
         Source keys cut and prepared, and those answered from earlier chunks.
+    resumed, resumed_rows : int
+        Chunks, and their rows, whose results came from the journal of an earlier, interrupted run.
+    journal : Path or None
+        The resume journal of the run (deleted when the run finished).
     """
 
     path: Path
@@ -711,6 +1046,9 @@ class RunSummary:
     chunks: int = 0
     prepared: int = 0
     remembered: int = 0
+    resumed: int = 0
+    resumed_rows: int = 0
+    journal: Path | None = None
 
     @property
     def summary(self) -> str:
@@ -746,14 +1084,26 @@ def classify_file(
     gallery: str | os.PathLike | None = None,
     gallery_max: int = 48,
     dask: str | Any | None = None,
+    resume: bool = True,
+    restart: bool = False,
 ) -> RunSummary:
-    """Classify a catalog file into an output file, ``chunk_size`` rows at a time.
+    """Classify a catalog file into an output file, ``chunk_size`` rows at a time, resumably.
 
     The output is the table :func:`frsurvey.classify_table` returns for the
     whole catalog, written as :func:`frsurvey.catalog.write_catalog` writes
     it (for one chunk, exactly that), but memory holds one chunk at a time.
     Each distinct source is prepared once over the whole run (up to
     :data:`frsurvey.engine.MEMORY` of them are remembered).
+
+    Each finished chunk's results go to a :class:`ResumeJournal` beside the
+    output (``<out>.frsurvey-partial``). A run that is interrupted (Ctrl-C,
+    SIGTERM, SIGKILL, a crash of the machine, an OS error such as a full
+    disk) and started again with the same arguments takes the finished
+    chunks from there and classifies only the rest; its output is the one
+    an uninterrupted run writes, row for row and value for value (only the
+    date in ``FRS_DATE`` is that of the run that finished). The journal is
+    deleted when the output is in place, and also when the run fails for a
+    reason the same command would meet again (a bad catalog, a bug).
 
     Parameters
     ----------
@@ -764,7 +1114,7 @@ def classify_file(
         As for :func:`frsurvey.classify_table`.
     chunk_size : int
         Rows read, classified and written at a time; 0: the whole catalog
-        at once, in memory (:func:`~frsurvey.classify_table`).
+        at once, in memory (:func:`~frsurvey.classify_table`), without a journal.
     progress : bool
         A progress bar (rows) on stderr.
     gallery, gallery_max : optional
@@ -775,6 +1125,10 @@ def classify_file(
         (``tcp://host:8786``), ``local`` or ``local:N`` (a LocalCluster of N
         worker processes, default one per core), or a ``Client``. The images
         (and a model given as a path) must be readable by the workers.
+    resume : bool
+        Keep a journal and use an earlier run's (default). False: neither.
+    restart : bool
+        Do not use an earlier run's journal; start over.
 
     Returns
     -------
@@ -784,9 +1138,14 @@ def classify_file(
     Raises
     ------
     frsurvey.catalog.CatalogError
-        If the catalog cannot be read or has no position columns, or the output cannot be written.
+        If the catalog cannot be read or has no position columns, the output
+        cannot be written, or another run is writing the same output.
     frsurvey.models.CheckpointError
         If the model cannot be loaded.
+    KeyboardInterrupt
+        On Ctrl-C (or SIGTERM made one), with ``run_summary`` (a RunSummary
+        of the rows finished) and ``journal`` (the journal directory, or None
+        when nothing was finished) as attributes.
     """
     if chunk_size == 0:
         if dask is not None:
@@ -813,6 +1172,7 @@ def classify_file(
             gallery_max=gallery_max,
         )
         path = write_catalog(table, out, format=out_format)
+        ResumeJournal.discard_stale(out)
         statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
         return RunSummary(path, len(table), dict(statuses), 1)
     if dask is not None and gallery is not None:
@@ -829,7 +1189,29 @@ def classify_file(
     options = {"batch_size": batch_size, "workers": workers, "tta": tta, "amp": amp}
 
     writer = ChunkWriter(out, format=out_format)
-    summary = RunSummary(writer.path)
+    journal = None
+    if resume:
+        journal = ResumeJournal(
+            writer.path,
+            {
+                "frsurvey": __version__,
+                "catalog": catalog_fingerprint(catalog),
+                "reading": {
+                    "format": format_from_path(catalog, format),
+                    "table": table_index,
+                    "chunk_size": int(chunk_size),
+                    "ra": ra_name,
+                    "dec": dec_name,
+                },
+                "model": model_fingerprint(model),
+                "preprocessing": f"{PREPROCESSING} v{PREPROCESSING_VERSION}",
+                "source": source.fingerprint(),
+                "settings": numeric_settings(model, dev, batch_size, tta, amp),
+            },
+        )
+        journal.open(restart=restart)
+        writer.scratch = journal.path
+    summary = RunSummary(writer.path, journal=journal.path if journal is not None else None)
     failures = FailureLog(logger=logging.getLogger("frsurvey.classify"))
     counts: collections.Counter = collections.Counter()
     bar = None
@@ -837,22 +1219,31 @@ def classify_file(
         from tqdm.auto import tqdm
 
         bar = tqdm(unit="row", desc="classify", dynamic_ncols=True)
-    runner = (
-        _DaskRunner(dask, model, source, device, options)
-        if dask is not None
-        else _LocalRunner(model, source, dev, options, gallery, gallery_max)
-    )
+    runner = None
     try:
-        for chunk, res in runner.run(_with_first(first, chunks), ra_name, dec_name):
-            failures.add(res.status, res.message, offset=summary.rows)
-            with _quiet("frsurvey.catalog") if summary.chunks else contextlib.nullcontext():
+        runner = (
+            _DaskRunner(dask, model, source, device, options)
+            if dask is not None
+            else _LocalRunner(model, source, dev, options, gallery, gallery_max)
+        )
+        for k, (chunk, res, fresh) in enumerate(runner.run(_with_done(first, chunks, journal), ra_name, dec_name)):
+            if fresh and journal is not None:
+                journal.save(k, res)
+            elif not fresh:
+                summary.resumed += 1
+                summary.resumed_rows += len(chunk)
+            offset = summary.rows
+            counts.update(str(s) for s in res.status)  # finished (and journaled): counted at once
+            summary.rows += len(chunk)
+            summary.chunks += 1
+            failures.add(res.status, res.message, offset=offset)
+            with _quiet("frsurvey.catalog") if k else contextlib.nullcontext():
                 labeled = add_results(chunk, fr_classes(res.p_fri), res.p_fri, res.status, uncertainty=res.spread)
             if res.keeper is not None:
                 res.keeper.draw(labeled, gallery)
+            elif k == 0 and gallery is not None and not fresh:
+                _draw_again(labeled, gallery, gallery_max, source, ra_name, dec_name)
             writer.write(labeled)
-            counts.update(str(s) for s in res.status)
-            summary.rows += len(chunk)
-            summary.chunks += 1
             if bar is not None:
                 bar.update(len(chunk))
         failures.close()
@@ -860,26 +1251,72 @@ def classify_file(
         summary.counts = dict(counts)
         statuses = summary.summary
         writer.close(provenance(model, source, statuses))
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        summary.counts = dict(counts)
+        _keep_or_discard(journal, exc, summary)
         raise
     finally:
         if bar is not None:
             bar.close()
-        runner.close()
+        if runner is not None:
+            runner.close()
+        else:
+            source.close()
+    if journal is not None:
+        try:
+            journal.discard()
+        finally:
+            journal.release()  # also when interrupted in there: the next run finds the journal and reassembles
+        summary.journal = None
     log.info(
-        "%d rows in %d chunk(s); %d source(s) prepared, %d remembered from earlier chunks",
+        "%d rows in %d chunk(s); %d source(s) prepared, %d remembered from earlier chunks%s",
         summary.rows,
         summary.chunks,
         summary.prepared,
         summary.remembered,
+        f"; {summary.resumed} chunk(s) ({summary.resumed_rows} rows) from the journal of an earlier run"
+        if summary.resumed
+        else "",
     )
     return summary
 
 
-def _with_first(first: Table, rest: Iterator[Table]) -> Iterator[Table]:
-    yield first
-    yield from rest
+def _keep_or_discard(journal: ResumeJournal | None, exc: BaseException, summary: RunSummary) -> None:
+    """After a failed run: keep the journal when the same command may well succeed, else delete it.
+
+    Kept after an interruption (Ctrl-C, SIGTERM) and OS errors (a full disk,
+    a lost mount); deleted after other errors (an unreadable row, a bug),
+    which a rerun would meet again, and when no chunk was finished.
+    """
+    if journal is None:
+        return
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, OSError)) and journal.finished:
+        journal.release()
+    else:
+        journal.discard()
+        summary.journal = None
+    if isinstance(exc, KeyboardInterrupt):
+        if summary.journal is not None:  # what is on disk, whenever the interruption came
+            summary.rows, summary.counts = journal.counts()
+        exc.run_summary = summary  # type: ignore[attr-defined]
+        exc.journal = summary.journal  # type: ignore[attr-defined]
+
+
+def _with_done(first: Table, rest: Iterator[Table], journal: ResumeJournal | None) -> Iterator[tuple[Table, Any]]:
+    """Yield (chunk, its results from the journal or None), chunk by chunk."""
+    for k, chunk in enumerate(itertools.chain([first], rest)):
+        yield chunk, journal.load(k, len(chunk)) if journal is not None else None
+
+
+def _draw_again(labeled: Table, gallery, gallery_max: int, source, ra_name: str, dec_name: str) -> None:
+    """Draw the gallery of a first chunk whose results came from a journal: its images are cut again."""
+    from .show import show_catalog
+
+    try:
+        show_catalog(labeled, gallery, source=source, max_images=gallery_max, ra_col=ra_name, dec_col=dec_name)
+    except (OSError, ValueError) as exc:
+        log.error("cannot write the gallery %s: %s", gallery, exc)
 
 
 @contextlib.contextmanager
@@ -895,9 +1332,9 @@ def _quiet(name: str):
 
 
 def _positions(chunk: Table, ra_name: str, dec_name: str, first: bool):
-    """Return parse_positions of a chunk; only the first chunk's warning is logged (the failure log counts all)."""
+    """Return parse_positions of a chunk with reasons; only the first chunk's warning is logged (the failure log counts all)."""
     with contextlib.nullcontext() if first else _quiet("frsurvey.catalog"):
-        return parse_positions(chunk, ra_name, dec_name)
+        return parse_positions(chunk, ra_name, dec_name, with_reasons=True)
 
 
 def _keeper(cls, rows, key_of_row, max_rows):
@@ -912,15 +1349,19 @@ class _LocalRunner:
         self.gallery = gallery
         self.gallery_max = gallery_max
 
-    def run(self, chunks: Iterator[Table], ra_name: str, dec_name: str):
+    def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
+        """Yield (chunk, results, classified now) for (chunk, results from a journal or None)."""
         from .show import GalleryKeeper
 
-        for k, chunk in enumerate(chunks):
-            ra, dec, status = _positions(chunk, ra_name, dec_name, k == 0)
+        for k, (chunk, done) in enumerate(chunks):
+            if done is not None:
+                yield chunk, done, False
+                continue
+            ra, dec, status, reason = _positions(chunk, ra_name, dec_name, k == 0)
             keep = None
             if k == 0 and self.gallery is not None:
                 keep = functools.partial(_keeper, GalleryKeeper, max_rows=self.gallery_max)
-            yield chunk, self.engine.classify(ra, dec, status, keep=keep)
+            yield chunk, self.engine.classify(ra, dec, status, keep=keep, reason=reason), True
 
     @property
     def prepared(self) -> int:
@@ -998,27 +1439,36 @@ class _DaskRunner:
         self.remembered = 0
         log.info("classifying on Dask: %s (%d worker(s))", self.client.scheduler.address, nworkers)
 
-    def run(self, chunks: Iterator[Table], ra_name: str, dec_name: str):
+    def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
+        """Yield (chunk, results, classified now) for (chunk, results from a journal or None), in order."""
         from .engine import RowResults
 
         pending: collections.deque = collections.deque()
-        for k, chunk in enumerate(chunks):
-            ra, dec, status = _positions(chunk, ra_name, dec_name, k == 0)
-            future = self.client.submit(
-                _classify_on_worker, self.token, self.setup, ra, dec, status.astype(object), pure=False
-            )
-            pending.append((chunk, future))
+        for k, (chunk, done) in enumerate(chunks):
+            if done is not None:
+                pending.append((chunk, done, None))
+            else:
+                ra, dec, status, reason = _positions(chunk, ra_name, dec_name, k == 0)
+                future = self.client.submit(
+                    _classify_on_worker, self.token, self.setup, ra, dec, status.astype(object), pure=False
+                )
+                pending.append((chunk, future, reason))
             while len(pending) >= self.in_flight:
                 yield self._result(pending.popleft(), RowResults)
         while pending:
             yield self._result(pending.popleft(), RowResults)
 
     def _result(self, item, RowResults):
-        chunk, future = item
+        chunk, future, reason = item
+        if isinstance(future, RowResults):  # from the journal
+            return chunk, future, False
         status, message, p_fri, spread, (prepared, remembered) = future.result()
         self.prepared += prepared
         self.remembered += remembered
-        return chunk, RowResults(status, message, p_fri, spread)
+        message = np.asarray(message, dtype=object)
+        given = np.asarray(reason, dtype=object) != ""
+        message[given] = reason[given]  # why a row had no position: known here, not on the worker
+        return chunk, RowResults(status, message, p_fri, spread), True
 
     def close(self) -> None:
         if self.own:

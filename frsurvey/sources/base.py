@@ -88,6 +88,15 @@ class ImageSource(ABC):
         """Return a one-line description for provenance."""
         return self.name
 
+    def fingerprint(self) -> str:
+        """Return a text that changes whenever the cutouts this source gives might change.
+
+        A resume journal (:mod:`frsurvey.stream`) is used only by a run whose
+        source has the same fingerprint. Default: :meth:`describe` (for the
+        online sources: service address, cache and ``offline``).
+        """
+        return self.describe()
+
     def get(self, ra: Sequence[float], dec: Sequence[float]) -> Iterator[tuple[int, Cutout]]:
         """Yield ``(index, cutout)`` for every position, in order."""
         keys = self.locate(np.asarray(ra, dtype=float), np.asarray(dec, dtype=float))

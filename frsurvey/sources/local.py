@@ -9,6 +9,7 @@ pixel nearest the position, exactly as SkyView centres its cutouts.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -55,20 +56,39 @@ class ImageRecord:
 _NOT_WCS = frozenset(("COMMENT", "HISTORY", ""))
 
 
+#: Equatorial reference systems whose (RA, Dec) are the catalog's (J2000/ICRS; FK5 only at equinox 2000).
+_EQUATORIAL = ("ICRS", "FK5")
+
+
 def _celestial_wcs(header):
+    """Return (the image's celestial WCS, "") or (None, why the image's WCS cannot place catalog positions)."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wcs = WCS(fits.Header([c for c in header.cards if c.keyword not in _NOT_WCS]))
-    if not wcs.has_celestial:
-        return None
-    # The celestial axes must be the image's first two (FITS order), so that
-    # the pixel grid of the cutout is the sky plane.
-    if sorted([wcs.wcs.lng, wcs.wcs.lat]) != [0, 1]:
-        return None
-    return wcs if wcs.naxis == 2 else wcs.celestial  # a 2-D one is its own celestial part
+        if not wcs.has_celestial:
+            return None, "no celestial WCS (CTYPE RA---xxx / DEC--xxx)"
+        # The celestial axes must be the image's first two (FITS order), so that
+        # the pixel grid of the cutout is the sky plane.
+        if sorted([wcs.wcs.lng, wcs.wcs.lat]) != [0, 1]:
+            return None, "its celestial axes are not the image's first two"
+        wcs.wcs.set()
+    lng, lat = wcs.wcs.lngtyp.strip(), wcs.wcs.lattyp.strip()
+    if (lng, lat) != ("RA", "DEC"):
+        return None, (
+            f"its WCS is in {lng}/{lat} coordinates, not RA/Dec: catalog positions (RA/Dec, J2000) would land "
+            "on the wrong pixels; FIRST images are equatorial"
+        )
+    system, equinox = wcs.wcs.radesys.strip().upper(), float(wcs.wcs.equinox)
+    if system not in _EQUATORIAL or (system == "FK5" and np.isfinite(equinox) and abs(equinox - 2000.0) > 0.01):
+        shown = f"{system} {equinox:g}" if np.isfinite(equinox) else system
+        return None, (
+            f"its RA/Dec are {shown}, not J2000/ICRS: catalog positions would land on the wrong pixels; "
+            "FIRST images are J2000"
+        )
+    return (wcs if wcs.naxis == 2 else wcs.celestial), ""  # a 2-D one is its own celestial part
 
 
 def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -93,6 +113,7 @@ def _open(path: str):
 def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
     """Return the indexable images in one FITS file and, if none, why."""
     records: list[ImageRecord] = []
+    why = "no image HDU (NAXIS >= 2)"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -101,17 +122,19 @@ def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
                     header = hdu.header
                     nx, ny = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
                     if nx < 2 or ny < 2:
+                        why = f"HDU {i} is {nx}x{ny} pixels: no image"
                         continue
                     extra = [int(header.get(f"NAXIS{k}", 1)) for k in range(3, int(header["NAXIS"]) + 1)]
                     if any(n != 1 for n in extra):
                         return [], f"HDU {i} has non-degenerate axes beyond the sky plane ({extra})"
-                    wcs = _celestial_wcs(header)
+                    wcs, refused = _celestial_wcs(header)
                     if wcs is None:
+                        why = f"HDU {i}: {refused}"
                         continue
                     records.append(_record(path, i, nx, ny, wcs, _raw_layout(path, hdul, i, hdu, nx * ny)))
     except Exception as exc:  # empty, truncated or non-FITS files
         return [], f"not a readable FITS file ({type(exc).__name__}: {exc})"
-    return records, None if records else "no image HDU with a celestial WCS"
+    return records, None if records else why
 
 
 def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
@@ -200,7 +223,20 @@ def read_image(path: str, hdu: int, cache: OrderedDict | None = None):
                 cache.popitem(last=False)[1].close()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = hdul[hdu].data
+        try:
+            data = hdul[hdu].data
+        except ValueError as exc:  # scaled integers (BSCALE, BZERO, BLANK): astropy will not memory-map them
+            if "memory-mapped" not in str(exc):
+                raise
+            from astropy.io import fits
+
+            if cache is not None:
+                cache.pop(path, None)
+            hdul.close()
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+            if cache is not None:
+                cache[path] = hdul
+            data = hdul[hdu].data
     if data is None:
         raise ValueError("the HDU holds no data")
     while data.ndim > 2:
@@ -350,6 +386,21 @@ class LocalFITSSource(ImageSource):
     def describe(self) -> str:
         """Return ``local:<directory> (<n> images)``."""
         return f"local:{self.directory.resolve()} ({len(self.records)} images)"
+
+    def fingerprint(self) -> str:
+        """Return the directory, pixel scale, and a digest of every image file's path, size and modification time.
+
+        Adding, removing or rewriting an image changes it (so that a resume
+        journal made before is not used).
+        """
+        h = hashlib.sha256(f"{self.pixel_scale!r}\n".encode())
+        for path in sorted({r.path for r in self.records} | set(self.skipped)):
+            try:
+                st = os.stat(path)
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+            except OSError:
+                h.update(f"{path}\0gone\n".encode("utf-8", "surrogateescape"))
+        return f"{self.describe()} sha256:{h.hexdigest()}"
 
     def _wcs_of(self, i: int):
         wcs = self._wcs.get(i)
