@@ -16,9 +16,10 @@ probability, spread):
    depend on which other sources share its batch: a catalog gives the same
    numbers, to the last bit, whole or in chunks, in one process or on Dask
    workers;
-4. on a GPU the batches travel from pinned memory with non-blocking copies
-   and the network runs channels-last under mixed precision (autocast);
-   none of this touches the CPU path.
+4. the network runs channels-last (NHWC), which takes about 0.6x the time
+   of the default layout on a CPU for frsurvey's small CNN; on a GPU the
+   batches also travel from pinned memory with non-blocking copies and the
+   network runs under mixed precision (autocast).
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def numeric_settings(
         "tta": bool(model.tta if tta is None else tta),
         "one_view": bool(one_view),
         "pass_size": pass_size,
+        "memory_format": "channels_last",
     }
 
 
@@ -216,7 +218,7 @@ class BatchClassifier:
         dihedral views; None (default) does what the model does, which
         computes the 8 views for the spread in any case.
     amp : bool, optional
-        Mixed precision (autocast, float16) and channels-last on a CUDA GPU;
+        Mixed precision (autocast, float16) on a CUDA GPU;
         default: on for CUDA. Ignored on other devices.
     memory : int
         How many source keys' results are remembered across calls (chunks).
@@ -250,8 +252,7 @@ class BatchClassifier:
         if tta is not None:
             model.tta = bool(tta)
         self.one_view = plan["one_view"]
-        if self.amp:
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=torch.channels_last)  # restored by close()
         #: Sources per forward pass: the whole batch on a GPU; on the CPU, CPU_PASS_IMAGES images'
         #: worth (8 views of 4 sources), where a CPU is fastest (larger passes spill out of the cache).
         self.pass_size = plan["pass_size"]
@@ -265,8 +266,7 @@ class BatchClassifier:
     def close(self) -> None:
         """Restore the model's settings and close the image source."""
         self.model.tta = self._saved_tta
-        if self.amp:
-            self.model.to(memory_format=torch.contiguous_format)
+        self.model.to(memory_format=torch.contiguous_format)
         self.source.close()
 
     def __enter__(self) -> BatchClassifier:
@@ -428,9 +428,7 @@ class BatchClassifier:
         step = self.pass_size
         if n % step:
             x = torch.cat([x, x.new_zeros((step - n % step, *x.shape[1:]))])
-        x = x.to(self.device, non_blocking=True)
-        if self.amp:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         p_parts, sd_parts = [], []
         mixed = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         with torch.inference_mode(), mixed:
