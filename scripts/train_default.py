@@ -72,21 +72,26 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default="cnn")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--stem-stride", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--orientation", default="continuous")
     p.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"])
-    p.add_argument("--radial", action="store_true", help="give the network the distance from the centre")
-    p.add_argument("--center-zoom", type=int, default=0)
+    p.add_argument(
+        "--radial",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the network the distance from the centre",
+    )
+    p.add_argument("--center-zoom", type=int, default=3)
     p.add_argument("--min-zoom", type=float, default=1.0, help="zoom augmentation: shrink sources down to this")
-    p.add_argument("--cutout-weight", type=float, default=1.0, help="sampling weight of a cutout vs a FRDEEP-F image")
+    p.add_argument("--cutout-weight", type=float, default=4.0, help="sampling weight of a cutout vs a FRDEEP-F image")
     p.add_argument("--variants", type=int, default=8)
     p.add_argument("--heldout", type=float, default=0.35)
     p.add_argument("--split-seed", type=int, default=12345)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cv", type=int, default=0, help="also k-fold cross-validate the recipe on the pool")
-    p.add_argument("--members", type=int, default=1, help="networks in the ensemble")
+    p.add_argument("--cv", type=int, default=5, help="also k-fold cross-validate the recipe on the pool")
+    p.add_argument("--members", type=int, default=3, help="networks in the ensemble")
     p.add_argument(
         "--ship",
         choices=["all", "pool"],
