@@ -16,8 +16,9 @@ probability, spread):
    depend on which other sources share its batch: a catalog gives the same
    numbers, to the last bit, whole or in chunks, in one process or on Dask
    workers;
-4. the network runs channels-last (NHWC), which takes about 0.6x the time
-   of the default layout on a CPU for frsurvey's small CNN; on a GPU the
+4. the network runs with its batch norms folded into the convolutions
+   before them and channels-last (NHWC), which together take about half
+   the time of the plain network on a CPU for frsurvey's small CNN; on a GPU the
    batches also travel from pinned memory with non-blocking copies and the
    network runs under mixed precision (autocast).
 """
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .models import CLASSES, D4Average, FRClassifier, load_model
+from .models import CLASSES, D4Average, FRClassifier, fused_for_inference, load_model
 from .prepare import PreparedCutouts, collate_prepared
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource
@@ -162,6 +163,7 @@ def numeric_settings(
         "one_view": bool(one_view),
         "pass_size": pass_size,
         "memory_format": "channels_last",
+        "batch_norm": "folded",
     }
 
 
@@ -241,18 +243,19 @@ class BatchClassifier:
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, not {workers}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        # the engine's own copy, batch norms folded into the convolutions (same function, one layer less
+        # per stage) and channels-last: the caller's model is left as it is
+        self.model = fused_for_inference(model).to(self.device)
         self.source = source
         self.batch_size = int(batch_size)
         self.workers = int(workers)
         self.cuda = self.device.type == "cuda"
         plan = numeric_settings(model, self.device, batch_size, tta, amp)
         self.amp = plan["amp"]
-        self._saved_tta = model.tta
         if tta is not None:
-            model.tta = bool(tta)
+            self.model.tta = bool(tta)
         self.one_view = plan["one_view"]
-        self.model.to(memory_format=torch.channels_last)  # restored by close()
+        self.model.to(memory_format=torch.channels_last)
         #: Sources per forward pass: the whole batch on a GPU; on the CPU, CPU_PASS_IMAGES images'
         #: worth (8 views of 4 sources), where a CPU is fastest (larger passes spill out of the cache).
         self.pass_size = plan["pass_size"]
@@ -264,9 +267,7 @@ class BatchClassifier:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Restore the model's settings and close the image source."""
-        self.model.tta = self._saved_tta
-        self.model.to(memory_format=torch.contiguous_format)
+        """Close the image source."""
         self.source.close()
 
     def __enter__(self) -> BatchClassifier:

@@ -33,6 +33,7 @@ __all__ = [
     "default_model_path",
     "dihedral",
     "file_sha256",
+    "fused_for_inference",
     "load_model",
     "save_model",
 ]
@@ -291,6 +292,32 @@ class FRClassifier(nn.Module):
         else:
             probs = per_view[0]
         return probs, spread
+
+
+def fused_for_inference(model: FRClassifier) -> FRClassifier:
+    """Return a copy of ``model`` for inference, each convolution followed by batch norm folded into one.
+
+    In evaluation mode a batch norm is an affine map per channel, which the
+    convolution before it can apply itself: the copy computes the same
+    function (to float32 rounding, ~1e-7) with one layer less per stage.
+    ``model`` is not changed; the copy is in evaluation mode.
+    """
+    import copy
+    import itertools
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in itertools.pairwise(names):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = nn.Identity()
+    return fused
 
 
 def build_model(arch: str, num_classes: int = len(CLASSES), **kwargs: Any) -> nn.Module:
