@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .preprocess import circle_mask
 
-__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "perturb_cutout", "rotate"]
+__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "noise_level", "perturb_cutout", "rotate"]
 
 #: FIRST's restoring beam, 5.4", in 1.8" pixels.
 BEAM_FWHM_PIXELS = 3.0
@@ -181,8 +181,23 @@ def _rebeam(x: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor:
     return (img + _BACKGROUND)[:, None]
 
 
+def noise_level(image: np.ndarray) -> float:
+    """Return the noise of a raw cutout: its 3-sigma-clipped standard deviation (5 iterations, NaN as 0).
+
+    astropy's ``sigma_clipped_stats(image, sigma=3, maxiters=5)[2]`` to the
+    bit (:func:`frsurvey.preprocess.sigma_clipped_std`).
+    """
+    from .preprocess import sigma_clipped_std
+
+    return float(sigma_clipped_std(np.nan_to_num(np.asarray(image, dtype=np.float64)), sigma=3.0, maxiters=5))
+
+
 def perturb_cutout(
-    image: np.ndarray, rng: np.random.Generator, max_shift: int = 4, min_scale: float = 0.3
+    image: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: int = 4,
+    min_scale: float = 0.3,
+    sigma: float | None = None,
 ) -> np.ndarray:
     """Return a 300x300 FIRST cutout as it might have been observed differently.
 
@@ -201,12 +216,16 @@ def perturb_cutout(
         ``(300, 300)`` cutout in Jy/beam (NaN allowed).
     rng : numpy.random.Generator
         Source of randomness.
+    sigma : float, optional
+        The map's noise: the 3-sigma-clipped standard deviation of the
+        cutout (NaN as 0), as :func:`noise_level` gives it; computed if not
+        given (pass it when perturbing one cutout many times).
     """
-    from astropy.stats import sigma_clipped_stats
     from scipy.ndimage import gaussian_filter
 
     x = np.nan_to_num(np.asarray(image, dtype=np.float64))
-    _, _, sigma = sigma_clipped_stats(x, sigma=3, maxiters=5)
+    if sigma is None:
+        sigma = noise_level(image)
     s = rng.uniform(min_scale, 1.0)
     noise = gaussian_filter(rng.standard_normal(x.shape), BEAM_FWHM_PIXELS / 2.3548, mode="wrap")
     noise *= sigma * np.sqrt(max(1.0 - s * s, 0.0)) / max(noise.std(), 1e-12)

@@ -239,21 +239,34 @@ def _read_votable(path: Path, index: int | None) -> Table:
     return result
 
 
+def _fits_table_choice(hdul, path: Path, index: int | None) -> tuple[int, str | None]:
+    """Return (the HDU number of table ``index`` of an open FITS file, a note if the file holds several).
+
+    The note is logged as a warning (and kept in the table's meta by the callers).
+    """
+    from astropy.io import fits
+
+    tabs = [i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
+    if not tabs:
+        raise CatalogError(f"{str(path)!r} holds no FITS table extension")
+    i = 0 if index is None else index
+    if not 0 <= i < len(tabs):
+        raise CatalogError(f"{str(path)!r} holds {len(tabs)} tables; table {i} does not exist")
+    note = None
+    if len(tabs) > 1:
+        note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
+        log.warning("%s: %s (choose another with --table)", path, note)
+    return tabs[i], note
+
+
 def _read_fits_table(path: Path, index: int | None) -> Table:
     from astropy.io import fits
 
     with fits.open(path) as hdul:
-        tabs = [i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
-        if not tabs:
-            raise CatalogError(f"{str(path)!r} holds no FITS table extension")
-        i = 0 if index is None else index
-        if not 0 <= i < len(tabs):
-            raise CatalogError(f"{str(path)!r} holds {len(tabs)} tables; table {i} does not exist")
-        result = _fits_hdu_table(hdul[tabs[i]])
-        if len(tabs) > 1:
-            note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
+        hdu, note = _fits_table_choice(hdul, path, index)
+        result = _fits_hdu_table(hdul[hdu])
+        if note:
             result.meta["frsurvey_table_note"] = note
-            log.warning("%s: %s (choose another with --table)", path, note)
     return result
 
 
@@ -389,7 +402,7 @@ def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray
             if text.lower() in _BLANK_TEXT:
                 why[i] = "is blank"
                 continue
-            values[i] = _parse_angle(text, hours_if_sexagesimal and not _DECIMAL.match(text.translate(_SIGNS)))
+            values[i] = _parse_angle(text, hours_if_sexagesimal)  # decimal text is degrees whatever this says
             if np.isnan(values[i]):
                 shown = text if len(text) <= 40 else text[:37] + "..."
                 why[i] = f"is not an angle: {shown!r}"
@@ -558,9 +571,7 @@ def write_catalog(table: Table, path: str | os.PathLike, format: str | None = No
                     f.write(text_table(table, fmt))
             else:
                 table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True)
-        # mkstemp made the file private (0600): give it the mode of the file it replaces, or the umask's
-        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, path)
+        replace_atomically(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -587,16 +598,21 @@ def text_table(table: Table, fmt: str) -> str:
     return "\n".join(writer.write(work)) + "\n"
 
 
+#: Whitespace other than " " and "\t" (no-break spaces, line and record separators, ...).
+_ODD_WHITESPACE = re.compile(r"[^\S \t]")
+
+
 def _has_odd_whitespace(table: Table) -> bool:
     """Return whether a text value of ``table`` holds whitespace other than ``" "`` and ``"\\t"``."""
     for name in table.colnames:
         col = table[name]
         if getattr(col, "dtype", None) is None or col.dtype.kind not in "USO":
             continue
-        for value in np.ma.getdata(col).ravel():
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-            if any(c.isspace() and c not in " \t" for c in text):
-                return True
+        values = np.ma.getdata(col).ravel().tolist()
+        if col.dtype.kind != "U":
+            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+        if _ODD_WHITESPACE.search("".join(values)):
+            return True
     return False
 
 
@@ -610,6 +626,17 @@ def _csv_ready(table: Table) -> Table:
             text.description = col.description
             out.replace_column(name, text)
     return out
+
+
+def replace_atomically(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the finished file ``tmp`` in place of ``path`` in one step (``os.replace``).
+
+    It gets the mode of the file it replaces, or the one the umask gives a
+    new file (``mkstemp`` made it private, 0600).
+    """
+    path = Path(path)
+    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def _umask() -> int:

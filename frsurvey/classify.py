@@ -27,9 +27,6 @@ __all__ = ["classify_table", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-#: How many rows of each failing status are described in the log at WARNING level.
-LOG_EXAMPLES = 5
-
 
 def classify_table(
     table: Table | str | os.PathLike,
@@ -151,6 +148,6 @@ def classify_table(
 
 
 def _log_failures(status: np.ndarray, message: np.ndarray) -> None:
-    failures = FailureLog(LOG_EXAMPLES, log)
+    failures = FailureLog(logger=log)
     failures.add(status, message)
     failures.close()

@@ -28,6 +28,21 @@ EXIT_TERMINATED = 143
 log = logging.getLogger("frsurvey")
 
 
+@contextlib.contextmanager
+def _logging(verbose: int, quiet: bool, debug: bool):
+    """While in the block, the ``frsurvey`` logger writes to stderr at the level asked for; as before after.
+
+    (``main`` may be called from Python: the caller's logging is theirs.)
+    """
+    root = logging.getLogger("frsurvey")
+    saved = (root.handlers[:], root.level, root.propagate)
+    _setup_logging(verbose, quiet, debug)
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level, root.propagate = saved
+
+
 def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
     if quiet:
@@ -118,6 +133,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--arch", default="cnn", help="architecture: lenet, cnn, d4cnn, resnet18 (default cnn)")
     g.add_argument("--width", type=int, help="channel width of cnn/d4cnn")
+    g.add_argument("--stem-stride", type=int, help="cnn/d4cnn: stride of the first convolution (2: a quarter the work)")
+    g.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"], help="cnn/d4cnn: input stretch")
+    g.add_argument("--radial", action="store_true", help="cnn/d4cnn: also give the distance from the centre")
+    g.add_argument("--center-zoom", type=int, default=0, help="cnn/d4cnn: also give the centre magnified N times")
+    g.add_argument("--members", type=int, default=1, help="train N networks (seeds seed..seed+N-1): an ensemble")
+    g.add_argument("--orientation", default="continuous", choices=["continuous", "d4", "mixed"], help="rotations")
+    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this")
     g.add_argument("--epochs", type=int, default=40)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"])
@@ -352,11 +374,21 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
 
 
 def _train_config(args: argparse.Namespace):
-    from .train import TrainConfig
+    from .train import TrainConfig, cnn_options
 
+    if args.arch in ("cnn", "d4cnn"):
+        arch_kwargs = cnn_options(args.width or None, args.stem_stride, args.stretch, args.radial, args.center_zoom)
+    elif args.stem_stride is not None or args.stretch != "linear" or args.radial or args.center_zoom:
+        raise _UsageError("--stem-stride, --stretch, --radial and --center-zoom are options of --arch cnn or d4cnn")
+    else:
+        arch_kwargs = {"width": args.width} if args.width else {}
+    if args.members < 1:
+        raise _UsageError(f"--members must be 1 or more, not {args.members}")
     return TrainConfig(
         arch=args.arch,
-        arch_kwargs={"width": args.width} if args.width else {},
+        arch_kwargs=arch_kwargs,
+        orientation=args.orientation,
+        min_zoom=args.min_zoom,
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -375,13 +407,17 @@ def _train_config(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .models import save_model
-    from .train import train_model
+    from .train import train_ensemble, train_model
 
     images, labels, _, cards = _load_training_data(args, "train")
     cfg = _train_config(args)
     card = {"name": args.name or args.arch, "training_data": cards}
     show = not args.no_progress and sys.stderr.isatty()
-    model, history = train_model(images, labels, cfg, progress=show, card=card)
+    if args.members > 1:
+        model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
+        history = histories[0]  # the curves of the first network
+    else:
+        model, history = train_model(images, labels, cfg, progress=show, card=card)
     if args.dataset == "frdeep-f":
         from .datasets import FRDEEPF
         from .evaluate import evaluate_model
@@ -401,7 +437,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "frdeep_f_test" in model.card["metrics"]:
         test_note = f", FRDEEP-F test accuracy {model.card['metrics']['frdeep_f_test']['accuracy']:.3f}"
     print(
-        f"frsurvey: trained {args.arch} on {len(labels)} images for {len(history['train_loss'])} epochs "
+        f"frsurvey: trained {args.arch if args.members == 1 else f'{args.members} x {args.arch}'} on {len(labels)} images for {len(history['train_loss'])} epochs "
         f"(kept epoch {history['best_epoch']}): validation accuracy {v.get('accuracy', float('nan')):.3f}"
         f"{test_note} -> {args.out}",
         file=sys.stderr,
@@ -538,7 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``frsurvey`` command line and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.quiet, args.debug)
+    with _logging(args.verbose, args.quiet, args.debug):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; return its exit code (errors become messages and codes)."""
     from .catalog import CatalogError
     from .datasets import DatasetIntegrityError
     from .models import CheckpointError

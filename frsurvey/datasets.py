@@ -382,6 +382,7 @@ class LabeledCatalog(_ImageDataset):
                 use.append(i)
         use = np.asarray(use, dtype=np.int64)
         keys = self.source.locate(ra[use], dec[use]) if len(use) else []
+        self.source.prefetch(keys)  # online sources: downloaded concurrently, as classify does
         prepared = PreparedCutouts(self.source, keys)
         loader = DataLoader(prepared, batch_size=None, num_workers=workers)
         data, targets, rows, perturbed = [], [], [], []
@@ -410,14 +411,15 @@ class LabeledCatalog(_ImageDataset):
             )
 
     def _perturbed(self, key, image: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        from .augment import perturb_cutout
+        from .augment import noise_level, perturb_cutout
         from .preprocess import BlankImageError, preprocess_first
 
         raw = self.source.load(key).image
+        sigma = noise_level(raw)  # the same for every variant
         out = np.empty((n, CROP_SIZE, CROP_SIZE), dtype=np.uint8)
         for k in range(n):
             try:
-                out[k] = preprocess_first(perturb_cutout(raw, rng))
+                out[k] = preprocess_first(perturb_cutout(raw, rng, sigma=sigma))
             except BlankImageError:  # faded into the noise: keep the real image
                 out[k] = image
         return out

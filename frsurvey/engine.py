@@ -41,7 +41,7 @@ from .models import CLASSES, D4Average, FRClassifier, fused_for_inference, load_
 from .prepare import PreparedCutouts, collate_prepared
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource
-from .status import Status, summarize
+from .status import FailureLog, Status, summarize
 
 __all__ = [
     "BatchClassifier",
@@ -55,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger("frsurvey.classify")
 
-#: How many rows of each failing status are described in the log at WARNING level.
-LOG_EXAMPLES = 5
 #: Source keys whose results a classifier remembers across calls (chunks), at most.
 MEMORY = 200_000
 #: Images per forward pass on the CPU (views included): a CPU runs small CNNs fastest on passes that
@@ -87,9 +85,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def get_model(model: FRClassifier | str | None, device: torch.device) -> FRClassifier:
-    """Return ``model`` (an FRClassifier, a checkpoint path, or None: the shipped model) on ``device``, in eval mode."""
+    """Return ``model`` (an FRClassifier, as it is), or load a checkpoint path (None: the shipped model) onto ``device``.
+
+    A :class:`BatchClassifier` runs its own copy of the model on its device: the caller's is never moved or changed.
+    """
     if isinstance(model, FRClassifier):
-        return model.to(device).eval()
+        return model
     return load_model(model, device=device)
 
 
@@ -167,41 +168,13 @@ def numeric_settings(
     }
 
 
-class FailureLog:
-    """Logs the rows that could not be classified: a few per status at WARNING, the rest at DEBUG.
-
-    One instance spans a run, so that a catalog read in chunks logs as many
-    examples as one read whole; ``offset`` numbers the rows of later chunks.
-    """
-
-    def __init__(self, examples: int = LOG_EXAMPLES, logger: logging.Logger | None = None) -> None:
-        self.examples = examples
-        self.log = logger or log
-        self.shown: dict[str, int] = {}
-
-    def add(self, status: np.ndarray, message: np.ndarray, offset: int = 0) -> None:
-        """Log the failed rows of one table or chunk whose first row is row ``offset``."""
-        for i in np.flatnonzero(np.asarray(status) != Status.OK):
-            s, m = status[i], message[i]
-            k = self.shown.get(s, 0)
-            self.shown[s] = k + 1
-            level = logging.WARNING if k < self.examples else logging.DEBUG
-            self.log.log(level, "row %d: %s%s", offset + i, s, f": {m}" if m else "")
-
-    def close(self) -> None:
-        """Say how many rows of each status were not described at WARNING level."""
-        for s, k in self.shown.items():
-            if k > self.examples:
-                self.log.warning("... and %d more row(s) with status %s (--debug lists them)", k - self.examples, s)
-
-
 class BatchClassifier:
     """A model and an image source, classifying positions batch by batch.
 
     Parameters
     ----------
     model : FRClassifier
-        The model (moved to ``device``; its settings are restored by :meth:`close`).
+        The model; the classifier runs its own copy of it on ``device`` (see :func:`~frsurvey.models.fused_for_inference`).
     source : ImageSource
         Where the cutouts come from; closed by :meth:`close`.
     device : str or torch.device

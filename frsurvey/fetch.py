@@ -16,14 +16,11 @@ from astropy.table import Table
 
 from .catalog import find_position_columns, parse_positions, read_catalog
 from .sources import ImageSource, RemoteSource, make_source
-from .status import Status
+from .status import FailureLog, Status
 
 __all__ = ["fetch_catalog"]
 
 log = logging.getLogger(__name__)
-
-#: How many failing rows of each status are described at WARNING level.
-LOG_EXAMPLES = 5
 
 
 def fetch_catalog(
@@ -73,8 +70,7 @@ def fetch_catalog(
         source = make_source(source=source or "skyview", **(source_options or {}))
     if not isinstance(source, RemoteSource):
         raise ValueError(f"fetching needs an online source (skyview, first), not {source.name}")
-    ra, dec, status = parse_positions(table, ra_name, dec_name)
-    message = np.full(len(table), "", dtype=object)
+    ra, dec, status, message = parse_positions(table, ra_name, dec_name, with_reasons=True)
     rows = np.flatnonzero(status == Status.OK)
     log.info("fetching %d position(s) from %s", len(rows), source.describe())
     try:
@@ -84,14 +80,7 @@ def fetch_catalog(
             message[row] = m
     finally:
         source.close()
-    shown: dict[str, int] = {}
-    for i, (s, m) in enumerate(zip(status, message)):
-        if s != Status.OK:
-            k = shown[s] = shown.get(s, 0) + 1
-            log.log(
-                logging.WARNING if k <= LOG_EXAMPLES else logging.DEBUG, "row %d: %s%s", i, s, f": {m}" if m else ""
-            )
-    for s, k in shown.items():
-        if k > LOG_EXAMPLES:
-            log.warning("... and %d more row(s) with status %s (--debug lists them)", k - LOG_EXAMPLES, s)
+    failures = FailureLog(logger=log)
+    failures.add(status, message)
+    failures.close()
     return status, message

@@ -242,17 +242,13 @@ class SampClassifier:
         frsurvey.models.CheckpointError, ValueError
             If the model or image source options are unusable.
         """
-        from .classify import resolve_device
-        from .models import FRClassifier, load_model
+        from .engine import get_model, resolve_device
         from .sources import ImageSource, make_source
 
         samp = samp_module()
         self._find_hub(samp)  # before the slow part: no hub, no need to load anything
         device = resolve_device(self.options.get("device", "auto"))
-        if isinstance(self.model_spec, FRClassifier):
-            self.model = self.model_spec.to(device).eval()
-        else:
-            self.model = load_model(self.model_spec, device=device)
+        self.model = get_model(self.model_spec, device)
         source = self.options.pop("source", None)
         source_options = self.options.pop("source_options", None) or {}
         self.source = source if isinstance(source, ImageSource) else make_source(self.images, source, **source_options)

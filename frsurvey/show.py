@@ -438,6 +438,7 @@ def _recut(table: Table, rows: list[int], source, ra_col: str | None, dec_col: s
     ra, dec, status = parse_positions(sub, ra_name, dec_name)
     good = np.flatnonzero(status == Status.OK)
     keys: list = list(source.locate(ra[good], dec[good])) if len(good) else []
+    source.prefetch(keys)  # online sources: downloaded concurrently, as classify does
     prepared = PreparedCutouts(source, keys)
     try:
         for j, k in enumerate(good):

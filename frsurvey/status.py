@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["DESCRIPTIONS", "Status", "summarize"]
+import logging
+
+import numpy as np
+
+__all__ = ["DESCRIPTIONS", "LOG_EXAMPLES", "FailureLog", "Status", "summarize", "summarize_counts"]
 
 
 class Status:
@@ -41,7 +45,45 @@ def summarize(statuses) -> str:
     counts: dict[str, int] = {}
     for s in statuses:
         counts[str(s)] = counts.get(str(s), 0) + 1
+    return summarize_counts(counts)
+
+
+def summarize_counts(counts: dict[str, int]) -> str:
+    """Return the one-line summary of :func:`summarize` from the number of rows of each status."""
+    counts = {str(s): int(k) for s, k in counts.items() if k}
     order = sorted(counts, key=lambda s: (s != Status.OK, -counts[s], s))
     total = sum(counts.values())
     parts = ", ".join(f"{counts[s]} {s}" for s in order)
     return f"{total} rows" + (f": {parts}" if parts else "")
+
+
+#: How many rows of each failing status are described in the log at WARNING level.
+LOG_EXAMPLES = 5
+
+
+class FailureLog:
+    """Logs the rows that could not be classified: a few per status at WARNING, the rest at DEBUG.
+
+    One instance spans a run, so that a catalog read in chunks logs as many
+    examples as one read whole; ``offset`` numbers the rows of later chunks.
+    """
+
+    def __init__(self, examples: int = LOG_EXAMPLES, logger: logging.Logger | None = None) -> None:
+        self.examples = examples
+        self.log = logger or logging.getLogger("frsurvey.classify")
+        self.shown: dict[str, int] = {}
+
+    def add(self, status: np.ndarray, message: np.ndarray, offset: int = 0) -> None:
+        """Log the failed rows of one table or chunk whose first row is row ``offset``."""
+        for i in np.flatnonzero(np.asarray(status) != Status.OK):
+            s, m = status[i], message[i]
+            k = self.shown.get(s, 0)
+            self.shown[s] = k + 1
+            level = logging.WARNING if k < self.examples else logging.DEBUG
+            self.log.log(level, "row %d: %s%s", offset + i, s, f": {m}" if m else "")
+
+    def close(self) -> None:
+        """Say how many rows of each status were not described at WARNING level."""
+        for s, k in self.shown.items():
+            if k > self.examples:
+                self.log.warning("... and %d more row(s) with status %s (--debug lists them)", k - self.examples, s)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import functools
 import io
 import itertools
@@ -40,7 +41,6 @@ import os
 import pickle
 import re
 import shutil
-import stat
 import tempfile
 import threading
 import uuid
@@ -58,8 +58,8 @@ from .catalog import (
     CatalogError,
     _check_exists,
     _fits_hdu_table,
+    _fits_table_choice,
     _plain_table,
-    _umask,
     _write_fits,
     _write_votable,
     add_results,
@@ -67,6 +67,7 @@ from .catalog import (
     format_from_path,
     parse_positions,
     read_catalog,
+    replace_atomically,
     text_table,
     write_catalog,
 )
@@ -81,7 +82,7 @@ from .engine import (
 )
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import ImageSource, make_source
-from .status import Status, summarize
+from .status import Status, summarize_counts
 
 try:  # POSIX: a journal is locked by the run using it
     import fcntl
@@ -172,24 +173,18 @@ class CatalogChunks:
         from astropy.io import fits
 
         with fits.open(self.path, memmap=True) as hdul:
-            tabs = [i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
-            if not tabs:
-                raise CatalogError(f"{str(self.path)!r} holds no FITS table extension")
-            i = 0 if self.table is None else self.table
-            if not 0 <= i < len(tabs):
-                raise CatalogError(f"{str(self.path)!r} holds {len(tabs)} tables; table {i} does not exist")
-            nrows = int(hdul[tabs[i]].header.get("NAXIS2", 0))
-        if nrows <= self.chunk_size:
-            yield read_catalog(self.path, format="fits", table=self.table)
+            hdu_no, note = _fits_table_choice(hdul, self.path, self.table)
+            nrows = int(hdul[hdu_no].header.get("NAXIS2", 0))
+            whole = _fits_hdu_table(hdul[hdu_no]) if nrows <= self.chunk_size else None
+        if whole is not None:  # one chunk: exactly what read_catalog reads
+            if note:
+                whole.meta["frsurvey_table_note"] = note
+            yield whole
             return
-        note = None
-        if len(tabs) > 1:
-            note = f"read table {i} (HDU {tabs[i]}) of {len(tabs)} in the file"
-            log.warning("%s: %s (choose another with --table)", self.path, note)
         for start in range(0, nrows, self.chunk_size):
             # opened again for each chunk: only this chunk's pages of the file are ever mapped in
             with fits.open(self.path, memmap=True) as hdul:
-                hdu = hdul[tabs[i]]
+                hdu = hdul[hdu_no]
                 part = hdu.data[start : start + self.chunk_size]
                 cls = fits.BinTableHDU if isinstance(hdu, fits.BinTableHDU) else fits.TableHDU
                 chunk = _fits_hdu_table(cls(data=part, header=hdu.header))
@@ -246,13 +241,15 @@ class CatalogChunks:
         # Types are inferred chunk by chunk; the whole file's type of a column is the widest of
         # them (int < float < text), as astropy finds it reading the file whole.
         header, chunks = self._records()
-        kinds: list[dict[str, str]] = []
-        for batch in chunks:
-            t = Table.read(_text(header, batch), format="ascii.csv")
-            kinds.append({name: t[name].dtype.kind for name in t.colnames})
-        if len(kinds) <= 1:
+        first, second = next(chunks, None), next(chunks, None)
+        if second is None:  # one chunk: exactly what read_catalog reads
+            chunks.close()
             yield read_catalog(self.path, format="csv")
             return
+        kinds: list[dict[str, str]] = []
+        for batch in itertools.chain([first, second], chunks):
+            t = Table.read(_text(header, batch), format="ascii.csv")
+            kinds.append({name: t[name].dtype.kind for name in t.colnames})
         merged = {name: _widest([k[name] for k in kinds]) for name in kinds[0]}
         _, chunks = self._records()
         for batch, chunk_kinds in zip(chunks, kinds):
@@ -385,9 +382,7 @@ class _Stream:
         raise NotImplementedError
 
     def _install(self, tmp: Path) -> None:
-        # the mode of the file it replaces, or the umask's (as write_catalog does)
-        os.chmod(tmp, stat.S_IMODE(self.path.stat().st_mode) if self.path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, self.path)
+        replace_atomically(tmp, self.path)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -646,10 +641,11 @@ def _representative_rows(plain: Table, raw: Table) -> np.ndarray:
             continue
         data = np.ma.getdata(col)
         mask = np.ma.getmaskarray(col).reshape(n, -1)
-        blank = mask.any(axis=1)
+        blank, full = mask.any(axis=1), mask.all(axis=1)
         if blank.any():
             rows.add(int(np.argmax(blank)))
-            rows.add(int(np.argmax(mask.all(axis=1))) if mask.all(axis=1).any() else int(np.argmax(blank)))
+        if full.any():
+            rows.add(int(np.argmax(full)))
         good = ~mask
         kind = data.dtype.kind
         if kind in "iu":
@@ -1053,7 +1049,7 @@ class RunSummary:
     @property
     def summary(self) -> str:
         """The one-line count of statuses, e.g. ``301 rows: 299 ok, 2 no_image``."""
-        return summarize(s for s, k in self.counts.items() for _ in range(k)) if self.counts else "0 rows"
+        return summarize_counts(self.counts)
 
     @property
     def all_ok(self) -> bool:
@@ -1332,13 +1328,9 @@ def _quiet(name: str):
 
 
 def _positions(chunk: Table, ra_name: str, dec_name: str, first: bool):
-    """Return parse_positions of a chunk with reasons; only the first chunk's warning is logged (the failure log counts all)."""
+    """Return parse_positions of a chunk with reasons; its warning logged only if ``first`` (the failure log counts all)."""
     with contextlib.nullcontext() if first else _quiet("frsurvey.catalog"):
         return parse_positions(chunk, ra_name, dec_name, with_reasons=True)
-
-
-def _keeper(cls, rows, key_of_row, max_rows):
-    return cls(rows, key_of_row, max_rows)
 
 
 class _LocalRunner:
@@ -1348,6 +1340,7 @@ class _LocalRunner:
         self.engine = BatchClassifier(model, source, device=device, **options)
         self.gallery = gallery
         self.gallery_max = gallery_max
+        self.parsed = False  # a chunk's positions parsed (its warning logged) by this run
 
     def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
         """Yield (chunk, results, classified now) for (chunk, results from a journal or None)."""
@@ -1357,10 +1350,11 @@ class _LocalRunner:
             if done is not None:
                 yield chunk, done, False
                 continue
-            ra, dec, status, reason = _positions(chunk, ra_name, dec_name, k == 0)
+            ra, dec, status, reason = _positions(chunk, ra_name, dec_name, not self.parsed)
+            self.parsed = True
             keep = None
             if k == 0 and self.gallery is not None:
-                keep = functools.partial(_keeper, GalleryKeeper, max_rows=self.gallery_max)
+                keep = functools.partial(GalleryKeeper, max_rows=self.gallery_max)
             yield chunk, self.engine.classify(ra, dec, status, keep=keep, reason=reason), True
 
     @property
@@ -1384,7 +1378,9 @@ _WORKER: dict[str, Any] = {}
 _WORKER_LOCK = threading.Lock()
 
 
-def _classify_on_worker(token: str, setup: dict, ra: np.ndarray, dec: np.ndarray, status: np.ndarray) -> tuple:
+def _classify_on_worker(
+    token: str, setup: dict, ra: np.ndarray, dec: np.ndarray, status: np.ndarray, reason: np.ndarray
+) -> tuple:
     """Classify one chunk's positions on a Dask worker, with the run's classifier (made once per worker)."""
     from .engine import BatchClassifier
 
@@ -1400,7 +1396,7 @@ def _classify_on_worker(token: str, setup: dict, ra: np.ndarray, dec: np.ndarray
         engine, lock = _WORKER["engine"], _WORKER["lock"]
     with lock:
         before = (engine.prepared, engine.remembered)
-        res = engine.classify(ra, dec, status)
+        res = engine.classify(ra, dec, status, reason=reason)
         counts = (engine.prepared - before[0], engine.remembered - before[1])
     return res.status, res.message, res.p_fri, res.spread, counts
 
@@ -1433,10 +1429,11 @@ class _DaskRunner:
         nworkers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.in_flight = 2 * nworkers
         self.token = uuid.uuid4().hex
-        setup = {"model": model.cpu(), "source": source, "device": str(device), "options": options}
+        setup = {"model": copy.deepcopy(model).cpu(), "source": source, "device": str(device), "options": options}
         [self.setup] = self.client.scatter([setup], broadcast=True, hash=False)
         self.prepared = 0
         self.remembered = 0
+        self.parsed = False  # a chunk's positions parsed (its warning logged) by this run
         log.info("classifying on Dask: %s (%d worker(s))", self.client.scheduler.address, nworkers)
 
     def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
@@ -1444,30 +1441,28 @@ class _DaskRunner:
         from .engine import RowResults
 
         pending: collections.deque = collections.deque()
-        for k, (chunk, done) in enumerate(chunks):
+        for chunk, done in chunks:
             if done is not None:
-                pending.append((chunk, done, None))
+                pending.append((chunk, done))
             else:
-                ra, dec, status, reason = _positions(chunk, ra_name, dec_name, k == 0)
+                ra, dec, status, reason = _positions(chunk, ra_name, dec_name, not self.parsed)
+                self.parsed = True
                 future = self.client.submit(
-                    _classify_on_worker, self.token, self.setup, ra, dec, status.astype(object), pure=False
+                    _classify_on_worker, self.token, self.setup, ra, dec, status, reason, pure=False
                 )
-                pending.append((chunk, future, reason))
+                pending.append((chunk, future))
             while len(pending) >= self.in_flight:
                 yield self._result(pending.popleft(), RowResults)
         while pending:
             yield self._result(pending.popleft(), RowResults)
 
     def _result(self, item, RowResults):
-        chunk, future, reason = item
+        chunk, future = item
         if isinstance(future, RowResults):  # from the journal
             return chunk, future, False
         status, message, p_fri, spread, (prepared, remembered) = future.result()
         self.prepared += prepared
         self.remembered += remembered
-        message = np.asarray(message, dtype=object)
-        given = np.asarray(reason, dtype=object) != ""
-        message[given] = reason[given]  # why a row had no position: known here, not on the worker
         return chunk, RowResults(status, message, p_fri, spread), True
 
     def close(self) -> None:

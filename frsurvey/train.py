@@ -69,6 +69,31 @@ class TrainConfig:
     workers: int = 0
 
 
+def cnn_options(
+    width: int | None = None,
+    stem_stride: int | None = None,
+    stretch: str = "linear",
+    radial: bool = False,
+    center_zoom: int = 0,
+) -> dict[str, Any]:
+    """Return the ``arch_kwargs`` of a ``cnn``/``d4cnn`` with these options (those left at their defaults are left out).
+
+    See :class:`frsurvey.models.SmallCNN` and its input view for what each does.
+    """
+    kwargs: dict[str, Any] = {}
+    if width is not None:
+        kwargs["width"] = int(width)
+    if stem_stride is not None:
+        kwargs["stem_stride"] = int(stem_stride)
+    if stretch != "linear":
+        kwargs["stretch"] = stretch
+    if radial:
+        kwargs["radial"] = True
+    if center_zoom:
+        kwargs["center_zoom"] = int(center_zoom)
+    return kwargs
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, numpy and torch; return a torch generator seeded the same."""
     random.seed(seed)
@@ -228,7 +253,9 @@ def train_model(
         RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen, min_zoom=cfg.min_zoom) if cfg.augment else None
     )
 
-    data = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    # the loader draws indices; a batch's images are taken from the array (one version each) only then
+    images_t = torch.from_numpy(images)
+    data = TensorDataset(torch.arange(len(labels)), torch.from_numpy(labels))
     counts = np.bincount(labels, weights=weights, minlength=2).astype(float)
     if (cfg.balance and counts.min() > 0) or np.ptp(weights) > 0:
         draw = weights / counts[labels] if cfg.balance and counts.min() > 0 else weights
@@ -252,10 +279,12 @@ def train_model(
             from tqdm.auto import tqdm
 
             batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
-        for xb, yb in batches:
-            if xb.ndim == 4:  # (B, V, H, W): one of each image's versions, at random
-                pick = torch.randint(xb.shape[1], (xb.shape[0],), generator=gen)
-                xb = xb[torch.arange(xb.shape[0]), pick]
+        for ib, yb in batches:
+            if images_t.ndim == 4:  # (N, V, H, W): one of each image's versions, at random
+                pick = torch.randint(images_t.shape[1], (len(ib),), generator=gen)
+                xb = images_t[ib, pick]
+            else:
+                xb = images_t[ib]
             x = torch.from_numpy(to_model_input(xb.numpy())).to(device)
             y = yb.to(device)
             if augment is not None:

@@ -39,13 +39,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from astropy.table import Table
 
 from frsurvey.datasets import FRDEEPF, LabeledCatalog, find_duplicates
 from frsurvey.evaluate import cross_validate, evaluate_model, json_safe, write_report
-from frsurvey.models import save_model
-from frsurvey.train import TrainConfig, split_stratified, train_ensemble, train_model
+from frsurvey.models import file_sha256, save_model
+from frsurvey.train import TrainConfig, cnn_options, split_stratified, train_ensemble, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -53,15 +52,10 @@ log = logging.getLogger("train_default")
 
 
 def heldout_split(labels: np.ndarray, confident: np.ndarray, eligible: np.ndarray, fraction: float, seed: int):
-    """Return sorted indices of the held-out items: ``fraction`` of each (class, confidence) stratum."""
-    rng = np.random.default_rng(seed)
-    strata = labels * 2 + confident.astype(int)
-    held = []
-    for s in np.unique(strata):
-        idx = np.flatnonzero((strata == s) & eligible)
-        rng.shuffle(idx)
-        held.extend(idx[: round(fraction * len(idx))])
-    return np.sort(np.asarray(held, dtype=np.int64))
+    """Return sorted indices of the held-out items: ``fraction`` of each eligible (class, confidence) stratum."""
+    items = np.flatnonzero(eligible)
+    strata = labels[items] * 2 + confident[items].astype(int)
+    return items[split_stratified(strata, fraction, seed)[1]]
 
 
 def main(argv=None) -> int:
@@ -100,7 +94,6 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     t0 = time.time()
     data = Path(args.data)
     out = Path(args.out_dir)
@@ -143,13 +136,7 @@ def main(argv=None) -> int:
 
     arch_kwargs = {}
     if args.arch in ("cnn", "d4cnn"):
-        arch_kwargs = {"width": args.width, "stem_stride": args.stem_stride}
-        if args.stretch != "linear":
-            arch_kwargs["stretch"] = args.stretch
-        if args.radial:
-            arch_kwargs["radial"] = True
-        if args.center_zoom:
-            arch_kwargs["center_zoom"] = args.center_zoom
+        arch_kwargs = cnn_options(args.width, args.stem_stride, args.stretch, args.radial, args.center_zoom)
     cfg = TrainConfig(
         arch=args.arch,
         arch_kwargs=arch_kwargs,
@@ -176,7 +163,7 @@ def main(argv=None) -> int:
                     "n": n_cutouts,
                     "variants_per_image": args.variants,
                     "sampling_weight": args.cutout_weight,
-                    "catalog_sha256": _sha256(catalog_path),
+                    "catalog_sha256": file_sha256(catalog_path),
                     "excluded": data_note,
                 },
             ],
@@ -278,12 +265,6 @@ def main(argv=None) -> int:
     write_report(out / "report", held_report, images=mb.data[held_conf], labels=mb.targets[held_conf], history=history)
     log.info("wrote %s in %.1f min", ckpt, (time.time() - t0) / 60)
     return 0
-
-
-def _sha256(path: Path) -> str:
-    from frsurvey.models import file_sha256
-
-    return file_sha256(path)
 
 
 if __name__ == "__main__":

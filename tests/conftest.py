@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import inspect
-import logging
 import os
 import shutil
 import subprocess
@@ -30,19 +29,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIRST_NOISE = 1.5e-4
 #: FIRST's restoring beam FWHM, arcsec.
 BEAM_FWHM = 5.4
-
-
-@pytest.fixture(autouse=True)
-def _frsurvey_logger():
-    """Put the ``frsurvey`` logger back as it was after a test that ran the command line in this process.
-
-    ``main`` gives it a handler on the stderr of the moment (pytest's capture, closed after the test) and
-    stops propagation; later tests' ``caplog`` would see nothing and logging would write to a closed file.
-    """
-    logger = logging.getLogger("frsurvey")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 # --------------------------------------------------------------------------------------------------

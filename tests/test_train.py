@@ -169,3 +169,30 @@ def test_train_cli_with_a_missing_dataset(tmp_path):
     proc = run_frsurvey("train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", tmp_path / "x.pt")
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_cli_builds_the_shipped_kind_of_model_from_a_labeled_catalog(tmp_path, capsys):
+    from astropy.table import Table
+    from conftest import default_blobs, make_first_fits
+
+    from frsurvey.cli import main
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i, kind in enumerate(["FRI", "FRII"] * 4):
+        ra, dec = 150.0 + 2 * i, 20.0
+        make_first_fits(images / f"s{i}.fits", ra, dec, seed=i, sources=default_blobs(ra, dec, kind))
+        rows.append((ra, dec, kind))
+    Table(rows=rows, names=["RA", "DEC", "fr_class"]).write(tmp_path / "labeled.ecsv")
+    out = tmp_path / "ens.pt"
+    args = ["train", "--catalog", tmp_path / "labeled.ecsv", "--images", images, "--epochs", "1", "--width", "2"]
+    args += ["--stem-stride", "2", "--radial", "--center-zoom", "3", "--members", "2", "--val-fraction", "0.25"]
+    assert main([str(a) for a in [*args, "--device", "cpu", "--no-progress", "--out", out]]) == 0
+    assert "trained 2 x cnn on 8 images" in capsys.readouterr().err
+    card = load_model(out).card
+    member = {"arch": "cnn", "kwargs": {"width": 2, "stem_stride": 2, "radial": True, "center_zoom": 3}}
+    assert card["arch"] == "ensemble" and card["arch_kwargs"]["members"] == [member, member]
+    # the options of the small CNN are refused for other architectures, with a message
+    assert main([str(a) for a in [*args[:9], "--arch", "lenet", "--radial", "--out", tmp_path / "x.pt"]]) == 2
+    assert "options of --arch cnn or d4cnn" in capsys.readouterr().err
