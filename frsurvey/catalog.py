@@ -55,8 +55,9 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
     },
     "FR_UNCERTAINTY": {
         "ucd": "stat.stdev;stat.probability",
-        "description": "Standard deviation of P_FRII over the 8 rotations and flips of the image "
-        "(NaN when not classified)",
+        "description": "Uncertainty of P_FRII, a standard deviation: over the 8 rotations and flips of the image, "
+        "over an ensemble's networks, or a distilled network's own estimate of the latter, as the model "
+        "makes it (FRS_UNC says which; NaN when not classified)",
     },
     "FR_STATUS": {
         "ucd": "meta.code.status",
@@ -73,6 +74,7 @@ PROVENANCE_KEYS: dict[str, str] = {
     "FRS_SRC": "image source the cutouts came from",
     "FRS_DATE": "UTC date and time of the classification",
     "FRS_STAT": "count of rows for each FR_STATUS",
+    "FRS_UNC": "what FR_UNCERTAINTY is for this model",
 }
 
 #: FITS column keywords frsurvey writes from the columns themselves (never from table meta).

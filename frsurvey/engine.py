@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .models import CLASSES, D4Average, FRClassifier, fused_for_inference, load_model
+from .models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
 from .prepare import PreparedCutouts, collate_prepared
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource
@@ -135,6 +135,7 @@ def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, 
         "FRS_SRC": source.describe(),
         "FRS_DATE": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "FRS_STAT": statuses if isinstance(statuses, str) else summarize(statuses),
+        "FRS_UNC": UNCERTAINTY_SHORT[model.uncertainty],
     }
 
 
@@ -155,7 +156,7 @@ def numeric_settings(
     dev = resolve_device(device)
     use_amp = dev.type == "cuda" and amp is not False
     one_view = tta is False
-    views = 8 if not one_view or isinstance(model.net, D4Average) else 1
+    views = 1 if one_view and not isinstance(model.net, D4Average) else model.views
     pass_size = int(batch_size) if dev.type != "cpu" else max(1, CPU_PASS_IMAGES // views)
     return {
         "device": dev.type,

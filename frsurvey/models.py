@@ -26,8 +26,10 @@ from .preprocess import CROP_SIZE, PREPROCESSING, PREPROCESSING_VERSION
 __all__ = [
     "ARCHITECTURES",
     "CLASSES",
+    "UNCERTAINTY_METHODS",
     "CheckpointError",
     "FRClassifier",
+    "align_orientation",
     "build_model",
     "card_sha256",
     "default_model_path",
@@ -88,6 +90,80 @@ def _block(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def orientation_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return the angle of the major axis and the signs that fix a standard orientation.
+
+    For model input ``x`` (``N, C, H, W``, background at -1), the brightness
+    ``u = (x + 1) / 2`` of channel 0 weighs the pixel positions measured from
+    the image centre (where the catalog puts the host). Returns ``angle``
+    (``N``, radians, float64): the direction of the major axis of the
+    second moments, in (-pi/2, pi/2]; and ``flip_x``, ``flip_y`` (``N``,
+    booleans): whether the brightness-weighted mean position, in the frame
+    turned by ``-angle``, lies on the negative side of each axis. A source
+    with no emission gets angle 0 and no flips.
+    """
+    u = ((x[:, 0].double() + 1) / 2).clamp(0, 1)
+    h, w = u.shape[-2:]
+    ys = torch.arange(h, dtype=u.dtype, device=u.device) - (h - 1) / 2.0
+    xs = torch.arange(w, dtype=u.dtype, device=u.device) - (w - 1) / 2.0
+    row, col = u.sum(dim=2), u.sum(dim=1)  # (N, H), (N, W)
+    m_x, m_y = col @ xs, row @ ys
+    m_xx, m_yy = col @ (xs * xs), row @ (ys * ys)
+    m_xy = torch.einsum("nhw,h,w->n", u, ys, xs)
+    angle = 0.5 * torch.atan2(2 * m_xy, m_xx - m_yy)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    along = cos * m_x + sin * m_y  # mean position along the major axis (times the total brightness)
+    across = -sin * m_x + cos * m_y
+    tiny = 1e-9 * u.sum(dim=(1, 2)).clamp_min(1.0)
+    return angle, along < -tiny, across < -tiny
+
+
+def align_orientation(x: torch.Tensor) -> torch.Tensor:
+    """Return model input turned into a standard orientation: the same for all 8 dihedral transforms of an image.
+
+    Each image is rotated about its centre so that the major axis of its
+    brightness (second moments about the centre) lies along the x axis, then
+    mirrored so that its brightness-weighted mean position lies at x >= 0 and
+    y >= 0 (:func:`orientation_moments`). Any rotation by a multiple of 90
+    degrees or mirror image of the input gives the same output up to
+    floating-point rounding (bilinear resampling at positions that agree to
+    ~1e-12 pixel), and any rotation at all gives nearly the same: a network
+    that sees aligned images needs no test-time augmentation. Pixels outside
+    the inscribed circle stay background. Sources whose orientation is not
+    defined (round, or with a symmetric mean position) are where the
+    alignment is arbitrary, and where orientation matters least.
+    """
+    angle, flip_x, flip_y = orientation_moments(x)
+    n, _, h, w = x.shape
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx = torch.where(flip_x, -1.0, 1.0).to(angle)
+    sy = torch.where(flip_y, -1.0, 1.0).to(angle)
+    # output position (a, b) in the aligned frame comes from input position a*sx*e_major + b*sy*e_minor
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
+    theta[:, 0, 0] = cos * sx
+    theta[:, 0, 1] = -sin * sy
+    theta[:, 1, 0] = sin * sx
+    theta[:, 1, 1] = cos * sy
+    if h != w:
+        raise ValueError(f"align_orientation needs square images, not {h}x{w}")
+    grid = nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False).to(x.dtype)
+    out = nn.functional.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+    mask = _circle(h, x.device)
+    return torch.where(mask, out, torch.full_like(out, -1.0))
+
+
+_CIRCLES: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _circle(size: int, device: torch.device) -> torch.Tensor:
+    key = (size, str(device))
+    if key not in _CIRCLES:
+        from .preprocess import circle_mask
+
+        _CIRCLES[key] = torch.from_numpy(circle_mask(size)).to(device)
+    return _CIRCLES[key]
+
+
 class InputView(nn.Module):
     """Turn model input into what the convolutions see: a brightness stretch and
     an optional magnified centre.
@@ -102,21 +178,41 @@ class InputView(nn.Module):
     otherwise tell whether the brightest emission is at the centre (FRI) or
     far out at the ends of the lobes (FRII), Fanaroff & Riley's own criterion.
     All commute with the 8 dihedral transforms and with any rotation.
+
+    ``align=True`` first turns every image into a standard orientation (see
+    :func:`align_orientation`), which makes the network that follows
+    invariant to the 8 dihedral transforms by construction, in one forward
+    pass. ``pool=k`` averages ``k x k`` pixels of every channel at the end
+    (after the zoom, so the magnified centre keeps its detail), making the
+    convolutions that follow ``k**2`` times cheaper.
     """
 
-    def __init__(self, stretch: str = "linear", center_zoom: int = 0, radial: bool = False) -> None:
+    def __init__(
+        self,
+        stretch: str = "linear",
+        center_zoom: int = 0,
+        radial: bool = False,
+        align: bool = False,
+        pool: int = 1,
+    ) -> None:
         super().__init__()
         if stretch not in ("linear", "sqrt", "log"):
             raise ValueError(f"unknown stretch {stretch!r}; use linear, sqrt or log")
+        if int(pool) < 1:
+            raise ValueError(f"pool must be 1 or more, not {pool}")
         self.stretch = stretch
         self.center_zoom = int(center_zoom)
         self.radial = bool(radial)
+        self.align = bool(align)
+        self.pool = int(pool)
 
     @property
     def channels(self) -> int:
         return 1 + (self.center_zoom > 1) + self.radial
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.align:
+            x = align_orientation(x)
         if self.stretch != "linear":
             u = ((x + 1) / 2).clamp(0, 1)  # back to 0..1
             u = torch.sqrt(u) if self.stretch == "sqrt" else torch.log1p(100 * u) / math.log(101.0)
@@ -134,6 +230,8 @@ class InputView(nn.Module):
             t = torch.arange(size, dtype=x.dtype, device=x.device) - c
             r = torch.sqrt(t[None, :] ** 2 + t[:, None] ** 2) / (size / 2.0)
             x = torch.cat([x, r.expand(x.shape[0], 1, size, size)], dim=1)
+        if self.pool > 1:
+            x = nn.functional.avg_pool2d(x, self.pool)
         return x
 
 
@@ -145,7 +243,9 @@ class SmallCNN(nn.Module):
     convolution strided instead of following it by max-pooling (4x cheaper
     at the full 150x150 resolution, where FIRST's 5.4" beam spans 3 pixels);
     ``stem_pool`` adds a max-pooling after the stem; ``stretch``,
-    ``center_zoom`` and ``radial`` choose the :class:`InputView`.
+    ``center_zoom``, ``radial``, ``align`` and ``pool`` choose the
+    :class:`InputView` (``align=True``: invariant to the 8 dihedral
+    transforms by construction).
     """
 
     def __init__(
@@ -158,10 +258,13 @@ class SmallCNN(nn.Module):
         stretch: str = "linear",
         center_zoom: int = 0,
         radial: bool = False,
+        align: bool = False,
+        pool: int = 1,
+        spread_head: bool = False,
     ) -> None:
         super().__init__()
         w = width
-        self.view = InputView(stretch, center_zoom, radial)
+        self.view = InputView(stretch, center_zoom, radial, align, pool)
         cin = self.view.channels
         stem = (
             [nn.Conv2d(cin, w, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
@@ -182,9 +285,25 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * w, num_classes))
+        #: With ``spread_head``: a second output, trained by distillation to predict how much a
+        #: teacher ensemble's members disagree on P(FRII) (see :meth:`forward_spread`).
+        self.spread = nn.Linear(8 * w, 1) if spread_head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.view(x)))
+
+    def forward_spread(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(logits, spread)``: the class logits and the predicted spread of P(FRII), in [0, 0.5].
+
+        Raises
+        ------
+        ValueError
+            If the network was built without ``spread_head``.
+        """
+        if self.spread is None:
+            raise ValueError("this network has no spread head (build it with spread_head=True)")
+        f = self.features(self.view(x))
+        return self.head(f), 0.5 * torch.sigmoid(self.spread(torch.flatten(f, 1))[:, 0].float())
 
 
 def _resnet18(num_classes: int = 2) -> nn.Module:
@@ -227,9 +346,12 @@ class Ensemble(nn.Module):
             build_model(m["arch"], num_classes=num_classes, **m.get("kwargs", {})) for m in members
         )
 
+    def member_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``(members, N, classes)``: each member's class probabilities."""
+        return torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members]).mean(dim=0)
-        return torch.log(probs.clamp_min(1e-12))
+        return torch.log(self.member_probs(x).mean(dim=0).clamp_min(1e-12))
 
 
 #: Constructors by architecture name: ``ARCHITECTURES[name](num_classes=2, **kwargs)``.
@@ -242,15 +364,36 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+#: What ``FR_UNCERTAINTY`` is, by the model card's ``uncertainty``.
+UNCERTAINTY_METHODS = {
+    "views": "standard deviation of P(FRII) over the 8 rotations by 90 degrees and mirror images of the cutout",
+    "members": "standard deviation of P(FRII) over the ensemble's networks",
+    "distilled": (
+        "the network's own estimate (a second output, trained by distillation) of the standard deviation of "
+        "P(FRII) over the networks of the ensemble it was distilled from"
+    ),
+}
+
+#: The same, short enough for a FITS header card (``FRS_UNC``).
+UNCERTAINTY_SHORT = {
+    "views": "std of P_FRII over the 8 rotations/flips of the image",
+    "members": "std of P_FRII over the ensemble's networks",
+    "distilled": "predicted std of P_FRII over a teacher ensemble's networks",
+}
+
+
 class FRClassifier(nn.Module):
     """A network with what it takes to turn its logits into honest scores.
 
     The card's ``temperature`` divides the logits (calibration); when the
     card's ``tta`` is true, the probabilities are averaged over the 8 dihedral
     transforms of the input (test-time augmentation: a radio galaxy's class
-    does not depend on its orientation). ``forward`` returns log-probabilities,
-    :meth:`predict` probabilities and their spread over the 8 transforms.
-    ``card`` is the model card.
+    does not depend on its orientation). The card's ``uncertainty`` says how
+    the spread that :meth:`predict` returns is made (one of
+    :data:`UNCERTAINTY_METHODS`; ``views`` when not given): over the 8 views,
+    over an ensemble's members, or by the network itself (``distilled``).
+    ``forward`` returns log-probabilities, :meth:`predict` probabilities and
+    their spread. ``card`` is the model card.
     """
 
     def __init__(self, net: nn.Module, card: dict[str, Any] | None = None) -> None:
@@ -258,7 +401,15 @@ class FRClassifier(nn.Module):
         self.net = net
         self.card: dict[str, Any] = dict(card or {})
         self.tta = bool(self.card.get("tta", False))
+        self.uncertainty = str(self.card.get("uncertainty", "views"))
+        if self.uncertainty not in UNCERTAINTY_METHODS:
+            raise ValueError(f"unknown uncertainty {self.uncertainty!r}; one of {sorted(UNCERTAINTY_METHODS)}")
         self.register_buffer("temperature", torch.tensor(float(self.card.get("temperature", 1.0))))
+
+    @property
+    def views(self) -> int:
+        """Forward passes of the network per source for :meth:`predict`: 8 (dihedral views) or 1."""
+        return 8 if self.tta or self.uncertainty == "views" or isinstance(self.net, D4Average) else 1
 
     def view_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Return the uncalibrated logits ``(8, N, classes)`` of each dihedral view of ``x``."""
@@ -279,9 +430,17 @@ class FRClassifier(nn.Module):
 
         The probabilities are the calibrated model's (averaged over the 8
         dihedral views when the model uses test-time augmentation); the
-        spread is the standard deviation of the last class's probability over
-        the 8 views, a measure of how much the answer depends on orientation.
+        spread is made as the card's ``uncertainty`` says
+        (:data:`UNCERTAINTY_METHODS`). Models with ``views == 1`` run the
+        network once per source.
         """
+        if self.uncertainty == "distilled":
+            logits, spread = self.net.forward_spread(x)
+            return torch.softmax(logits.float() / self.temperature, dim=-1), spread
+        if self.uncertainty == "members" and self.views == 1:
+            log_mean = self.net(x).float()  # Ensemble: log of the members' mean probability
+            spread = self.net.member_probs(x)[..., -1].std(dim=0)
+            return torch.softmax(log_mean / self.temperature, dim=-1), spread
         logits = self.view_logits(x)
         per_view = torch.softmax(logits / self.temperature, dim=-1)
         spread = per_view[..., -1].std(dim=0)

@@ -67,6 +67,7 @@ class TrainConfig:
     tta: bool = True  # predict with the mean over the 8 dihedral views (see FRClassifier)
     device: str = "auto"
     workers: int = 0
+    bn_batches: int = 20  # batches that re-estimate the batch-norm statistics after each epoch (0: moving averages)
 
 
 def cnn_options(
@@ -134,6 +135,45 @@ def _lr_factor(epoch: float, cfg: TrainConfig) -> float:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
     t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
     return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) -> np.ndarray:
+    """Return the uint8 images of the items ``ib``: one of each item's versions, at random, when there are several."""
+    if images_t.ndim == 4:  # (N, V, H, W)
+        pick = torch.randint(images_t.shape[1], (len(ib),), generator=gen)
+        return images_t[ib, pick].numpy()
+    return images_t[ib].numpy()
+
+
+@torch.no_grad()
+def _recompute_batch_norm(net, loader, images_t, augment, gen, device, batches: int) -> None:
+    """Set every batch norm's running statistics to their average over ``batches`` training batches.
+
+    With the moving averages that training keeps, the statistics lag behind
+    weights that change quickly, and on FIRST images (a few bright pixels on
+    a constant background, so that each channel's variance is small) a small
+    lag shifts every activation of the evaluation-mode network: validation
+    then collapses to one class while training accuracy climbs. Averaging
+    fresh statistics of the final weights over augmented training batches
+    ("precise batch norm") gives the evaluation-mode network the statistics
+    it was trained with. Nothing is done when ``batches`` is 0 or the network
+    has no batch norm.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    net.train()
+    for i, (ib, _) in enumerate(loader):
+        if i >= batches:
+            break
+        x = torch.from_numpy(to_model_input(_batch_of(images_t, ib, gen))).to(device)
+        net(augment(x) if augment is not None else x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 @torch.inference_mode()
@@ -280,12 +320,7 @@ def train_model(
 
             batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for ib, yb in batches:
-            if images_t.ndim == 4:  # (N, V, H, W): one of each image's versions, at random
-                pick = torch.randint(images_t.shape[1], (len(ib),), generator=gen)
-                xb = images_t[ib, pick]
-            else:
-                xb = images_t[ib]
-            x = torch.from_numpy(to_model_input(xb.numpy())).to(device)
+            x = torch.from_numpy(to_model_input(_batch_of(images_t, ib, gen))).to(device)
             y = yb.to(device)
             if augment is not None:
                 x = augment(x)
@@ -297,6 +332,7 @@ def train_model(
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
+        _recompute_batch_norm(net, loader, images_t, augment, gen, device, cfg.bn_batches)
         val_logits = predict_logits(net, val_images, device)
         val_loss = float(F.cross_entropy(val_logits, val_t)) if len(val_t) else float("nan")
         val_acc = float((val_logits.argmax(1) == val_t).float().mean()) if len(val_t) else float("nan")
