@@ -62,7 +62,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model checkpoint (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        help="model checkpoint, or a shipped model by name: default (one network, one pass per source) or "
+        "accurate (the 5-network ensemble it was distilled from); default: default",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda (default auto)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing images (default 0)")

@@ -15,6 +15,7 @@ __all__ = [
     "reliability_curve",
     "roc_auc",
     "roc_curve",
+    "wilson_interval",
 ]
 
 
@@ -99,6 +100,21 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int
     return float(np.sum(counts[keep] * np.abs(acc[keep] - mean_conf[keep])) / total)
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Return the Wilson score interval of a proportion ``successes / n`` (95% for the default ``z``).
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest
+    near 0 and 1, where classification accuracies live; ``(nan, nan)`` for ``n == 0``.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+
+
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, class_names: tuple[str, str] = ("FRI", "FRII")) -> dict:
     """Return accuracy, per-class precision/recall/F1, ROC AUC, confusion matrix, ECE and NLL.
 
@@ -127,6 +143,7 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, class_names: tuple[str,
     return {
         "n": len(y_true),
         "accuracy": accuracy(y_true, pred),
+        "accuracy_ci95": list(wilson_interval(int((pred == y_true).sum()), len(y_true))),
         "roc_auc": roc_auc(y_true, prob),
         "ece": expected_calibration_error(y_true, prob),
         "nll": nll,

@@ -592,25 +592,45 @@ def _plain(value: Any, where: str = "card") -> Any:
     raise TypeError(f"{where} is a {type(value).__name__}; model cards hold plain values only")
 
 
-def default_model_path() -> Path:
-    """Return the path of the shipped model (or ``$FRSURVEY_MODEL`` if set).
+#: Shipped models by name: ``default`` (one network, one pass per source) and ``accurate`` (the ensemble
+#: it was distilled from).
+SHIPPED_MODELS = ("default", "accurate")
+
+
+def default_model_path(name: str = "default") -> Path:
+    """Return the path of a shipped model (``$FRSURVEY_MODEL``, if set, for ``default``).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SHIPPED_MODELS`.
 
     Looked for in the source tree's ``checkpoints/`` (editable installs) and
     in ``<prefix>/share/frsurvey/checkpoints`` (wheel installs).
+
+    Raises
+    ------
+    CheckpointError
+        If ``name`` is not a shipped model's name.
     """
+    if name not in SHIPPED_MODELS:
+        raise CheckpointError(
+            f"no shipped model is called {name!r}; the shipped models are {', '.join(SHIPPED_MODELS)}"
+        )
     env = os.environ.get("FRSURVEY_MODEL")
-    if env:
+    if env and name == "default":
         return Path(env)
     import sys
 
+    filename = f"frsurvey-{name}.pt"
     here = Path(__file__).resolve().parent
     for candidate in (
-        here.parent / "checkpoints" / DEFAULT_MODEL_NAME,
-        Path(sys.prefix) / "share" / "frsurvey" / "checkpoints" / DEFAULT_MODEL_NAME,
+        here.parent / "checkpoints" / filename,
+        Path(sys.prefix) / "share" / "frsurvey" / "checkpoints" / filename,
     ):
         if candidate.exists():
             return candidate
-    return here.parent / "checkpoints" / DEFAULT_MODEL_NAME
+    return here.parent / "checkpoints" / filename
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FRClassifier:
@@ -619,8 +639,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     Parameters
     ----------
     path : str or path-like, optional
-        A checkpoint written by :func:`save_model`; default: the shipped
-        model (:func:`default_model_path`).
+        A checkpoint written by :func:`save_model`, or the name of a shipped
+        model (:data:`SHIPPED_MODELS`: ``default``, ``accurate``) where no
+        file of that name exists; default: the shipped default model
+        (:func:`default_model_path`).
     device : str or torch.device
         Where to put the weights.
 
@@ -636,7 +658,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         (pickled code is refused), was tampered with (weights or card do not
         match the sha256 the card carries), or was made for other classes or preprocessing.
     """
-    path = Path(path) if path is not None else default_model_path()
+    if path is None:
+        path = default_model_path()
+    elif isinstance(path, str) and path in SHIPPED_MODELS and not Path(path).exists():
+        path = default_model_path(path)
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model checkpoint {str(path)!r} does not exist")
     try:

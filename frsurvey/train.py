@@ -36,6 +36,7 @@ __all__ = [
     "split_stratified",
     "train_ensemble",
     "train_model",
+    "uncertainty_method",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class TrainConfig:
     tta: bool = True  # predict with the mean over the 8 dihedral views (see FRClassifier)
     device: str = "auto"
     workers: int = 0
+    distill_weight: float = 0.8  # with a teacher: weight of its probabilities against the labels
     bn_batches: int = 20  # batches that re-estimate the batch-norm statistics after each epoch (0: moving averages)
 
 
@@ -135,6 +137,24 @@ def _lr_factor(epoch: float, cfg: TrainConfig) -> float:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
     t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
     return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _distillation_loss(net, teacher: FRClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
+    """Return (logits, loss) of a student ``net`` on a batch, taught by ``teacher`` and the labels ``y``."""
+    target, teacher_spread = (t.clone() for t in teacher.predict(x))  # out of inference mode
+    spread = None
+    if getattr(net, "spread", None) is not None:
+        logits, spread = net.forward_spread(x)
+    else:
+        logits = net(x)
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    soft = -(target.float() * log_p).sum(dim=-1).mean()
+    hard = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    loss = cfg.distill_weight * soft + (1 - cfg.distill_weight) * hard
+    if spread is not None:
+        # the spread is a few hundredths: its squared error is scaled to weigh like the class loss
+        loss = loss + 100.0 * F.mse_loss(spread, teacher_spread.float())
+    return logits, loss
 
 
 def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) -> np.ndarray:
@@ -237,6 +257,7 @@ def train_model(
     progress: bool = False,
     card: dict[str, Any] | None = None,
     weights: np.ndarray | None = None,
+    teacher: FRClassifier | None = None,
 ) -> tuple[FRClassifier, dict[str, Any]]:
     """Train a model on canonical images and return it with its training history.
 
@@ -261,6 +282,14 @@ def train_model(
         ``(N,)`` relative sampling weight of each training image (e.g. to
         draw images like those to be classified more often); combined with
         class balancing.
+    teacher : FRClassifier, optional
+        Distil this model (typically an ensemble) into the network: on every
+        augmented training batch the loss is ``config.distill_weight`` times
+        the cross-entropy against the teacher's calibrated probabilities plus
+        the rest times the cross-entropy against the labels; a network built
+        with ``spread_head=True`` also learns to predict the spread of the
+        teacher's members (:meth:`frsurvey.models.SmallCNN.forward_spread`),
+        its ``FR_UNCERTAINTY``.
 
     Returns
     -------
@@ -288,6 +317,8 @@ def train_model(
     val_labels = np.asarray(val_labels, dtype=np.int64)
     device = resolve_device(cfg.device)
     net = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
     opt = _optimizer(net.parameters(), cfg)
     augment = (
         RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen, min_zoom=cfg.min_zoom) if cfg.augment else None
@@ -324,8 +355,11 @@ def train_model(
             y = yb.to(device)
             if augment is not None:
                 x = augment(x)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if teacher is None:
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            else:
+                logits, loss = _distillation_loss(net, teacher, x, y, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -380,10 +414,26 @@ def train_model(
     return model, out_hist
 
 
+def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
+    """Return how a model of ``net`` makes its ``FR_UNCERTAINTY`` (see :data:`frsurvey.models.UNCERTAINTY_METHODS`).
+
+    A network with a spread head: its own (distilled) estimate; an ensemble
+    without test-time augmentation: the spread over its members; otherwise
+    the spread over the 8 dihedral views.
+    """
+    from .models import Ensemble
+
+    if getattr(net, "spread", None) is not None:
+        return "distilled"
+    if isinstance(net, Ensemble) and not tta:
+        return "members"
+    return "views"
+
+
 def _finish(net: torch.nn.Module, cfg: TrainConfig, val_images, val_labels, card) -> FRClassifier:
     """Wrap a trained network, calibrate its temperature on the validation split, and write its card."""
     val_t = torch.from_numpy(np.asarray(val_labels, dtype=np.int64))
-    model = FRClassifier(net, {"tta": cfg.tta}).eval()
+    model = FRClassifier(net, {"tta": cfg.tta, "uncertainty": uncertainty_method(net, cfg.tta)}).eval()
     temperature = 1.0
     if cfg.calibrate and len(val_t):
         views = _view_logits(model, val_images)
@@ -403,6 +453,7 @@ def _finish(net: torch.nn.Module, cfg: TrainConfig, val_images, val_labels, card
             "n_val": len(val_t),
             "temperature": temperature,
             "tta": cfg.tta,
+            "uncertainty": model.uncertainty,
             "metrics": {
                 "validation": binary_metrics(val_labels, val_prob) if len(val_t) else {},
                 "validation_uncalibrated_ece": binary_metrics(val_labels, val_prob_raw)["ece"]
