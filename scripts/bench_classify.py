@@ -14,13 +14,16 @@ ones in ``../shared/data/first-cutouts/fits``), this times
 
 The three are interleaved round by round (``--rounds``) so that a machine
 busy with something else slows them alike; the best round of each is
-reported, with the ratios. Both with the model's 8-view test-time
-augmentation (``tta``) and with one view (``no_tta``, ``--no-tta`` of the
-command line), and the model's forward cost per source alone. For N above
+reported, with the ratios. Both with the model as it is shipped (``model``:
+one pass per source for the default model, 8 views for models with
+test-time augmentation) and with one view (``one_view``, ``--no-tta`` of the
+command line), and the model's forward cost per source alone. ``--model``
+takes a checkpoint or a shipped model's name (``default``, ``accurate``). For N above
 the number of files, the files are cycled with positions offset by 0.01" each
 time, so that no source is a duplicate of another (nothing is skipped).
 
-    python scripts/bench_classify.py --workers 1 --threads 1 --json bench.json
+    python scripts/bench_classify.py --json bench.json
+    python scripts/bench_classify.py --model accurate --modes model
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def bare_read(files: list[Path]) -> float:
 
 
 def forward_cost(model, repeats: int = 5) -> dict[str, float]:
-    """Return the model's forward time per source (ms): 8 views (predict) and one view, by sources per pass."""
+    """Return the model's forward time per source (ms): as shipped (predict) and one view, by sources per pass."""
     import torch
 
     x = torch.randn(64, 1, 150, 150)
@@ -134,7 +137,7 @@ def forward_cost(model, repeats: int = 5) -> dict[str, float]:
     out = {}
     with torch.inference_mode():
         for b in (1, 4, 8, 64):  # 4: what classify_table passes on a CPU (32 images)
-            out[f"8_views_batch{b}_ms"] = best(lambda b=b: model.predict(x[:b])) / b * 1e3
+            out[f"predict_{model.views}_views_batch{b}_ms"] = best(lambda b=b: model.predict(x[:b])) / b * 1e3
         with one_view(model):
             for b in (1, 32, 64):  # 32: what classify_table passes on a CPU with --no-tta
                 out[f"1_view_batch{b}_ms"] = best(lambda b=b: model(x[:b])) / b * 1e3
@@ -148,13 +151,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--peer-n", type=int, default=None, help="sources for the slow per-source loop (default: n, at most 301)"
     )
-    p.add_argument("--model", help="checkpoint (default: the shipped model)")
+    p.add_argument("--model", help="checkpoint or shipped model name (default: the shipped default model)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="DataLoader processes of classify_table")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--modes", default="tta,no_tta", help="comma-separated: tta, no_tta")
+    p.add_argument("--modes", default="model,one_view", help="comma-separated: model, one_view")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
@@ -201,6 +204,8 @@ def main(argv=None) -> int:
             "rounds": args.rounds,
             "model": model.card.get("name"),
             "model_tta": bool(model.card.get("tta")),
+            "model_views_per_source": model.views,
+            "model_uncertainty": model.uncertainty,
         },
         "forward_per_source": forward_cost(model),
         "modes": {},
@@ -209,7 +214,9 @@ def main(argv=None) -> int:
     print(f"forward per source: {result['forward_per_source']}", file=sys.stderr)
 
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        tta = None if mode == "tta" else False
+        if mode not in ("model", "one_view", "tta", "no_tta"):
+            p.error(f"unknown mode {mode!r}: use model or one_view")
+        tta = None if mode in ("model", "tta") else False
         opts = {
             "model": model,
             "batch_size": args.batch_size,
@@ -255,9 +262,9 @@ def main(argv=None) -> int:
             "b_with_index_over_c": rate["b_classify_table_with_index"] / rate["c_fits_read"],
         }
         targets = {
+            "b >= 25% c": ratios["b_over_c"] >= 0.25,
+            "b >= 50% c (goal)": ratios["b_over_c"] >= 0.5,
             "b >= 10 a": ratios["b_over_a"] >= 10,
-            "b >= 1000/s": rate["b_classify_table"] >= 1000,
-            "b >= 50% c": ratios["b_over_c"] >= 0.5,
         }
         result["modes"][mode] = {
             "sources_per_s": rate,

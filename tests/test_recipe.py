@@ -1,4 +1,4 @@
-"""The shipped model's recipe (scripts/train_default.py) runs end to end on the real data, in miniature."""
+"""The shipped models' recipe (scripts/train_default.py) runs end to end on the real data, in miniature."""
 
 from __future__ import annotations
 
@@ -14,23 +14,35 @@ from frsurvey.models import load_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_recipe_writes_a_loadable_model_its_metrics_and_clean_splits(tmp_path, shared_data):
-    args = ["--epochs", "1", "--variants", "0", "--members", "1", "--cv", "0", "--width", "4"]
+def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, shared_data):
+    args = ["--epochs", "1", "--distill-epochs", "1", "--variants", "0", "--members", "2", "--cv", "0", "--width", "2"]
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_default.py"), "--data", str(shared_data),
          "--out-dir", str(tmp_path), *args],
         check=True, cwd=tmp_path, capture_output=True, timeout=900,
     )  # fmt: skip
-    model = load_model(tmp_path / "frsurvey-default.pt")
+    default = load_model(tmp_path / "frsurvey-default.pt")
+    accurate = load_model(tmp_path / "frsurvey-accurate.pt")
+    assert default.views == 1 and default.uncertainty == "distilled"
+    assert accurate.views == 1 and accurate.uncertainty == "members" and len(accurate.net.members) == 2
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for part in ("heldout_confident", "heldout_uncertain", "frdeep_f_test", "shipped_frdeep_f_test"):
-        assert 0.0 <= metrics[part]["accuracy"] <= 1.0 and metrics[part]["n"] > 0
-    assert model.card["metrics"]["heldout_confident"]["n"] == metrics["heldout_confident"]["n"]
+    for name in ("default", "accurate"):
+        for part in ("heldout_confident", "heldout_uncertain", "heldout_all", "frdeep_f_test"):
+            m = metrics["models"][name][part]
+            assert 0.0 <= m["accuracy"] <= 1.0 and m["n"] > 0
+            lo, hi = m["accuracy_ci95"]
+            assert lo <= m["accuracy"] <= hi
+    assert default.card["metrics"]["heldout_confident"]["n"] == metrics["models"]["default"]["heldout_confident"]["n"]
+    assert 0.0 <= metrics["agreement_default_accurate"]["same_class"] <= 1.0
     splits = json.loads((tmp_path / "splits.json").read_text())
     roles = [s["role"] for s in splits]
-    # hybrids are not used; every other cutout has one role; the held-out ones are never FRDEEP-F's
-    assert len(splits) == 295 and set(roles) <= {"train", "heldout", "in_frdeep_f", "in_frdeep_f_test"}
+    # hybrids are not used; every other cutout of both folders has one role; the held-out ones are never FRDEEP-F's
+    assert len(splits) == 295 + 519 and set(roles) <= {"train", "heldout", "in_frdeep_f", "in_frdeep_f_test"}
+    assert {s["folder"] for s in splits} == {"first-cutouts", "mirabest-more"}
     held = [s for s in splits if s["role"] == "heldout"]
-    assert len(held) == metrics["heldout_all"]["n"] and all(s["frdeep_overlap"] < 0.85 for s in held)
-    assert np.isclose(len(held) / sum(r != "in_frdeep_f" and r != "in_frdeep_f_test" for r in roles), 0.35, atol=0.01)
+    assert len(held) == metrics["models"]["default"]["heldout_all"]["n"] and all(
+        s["frdeep_overlap"] < 0.85 for s in held
+    )
+    usable = sum(r in ("train", "heldout") for r in roles)
+    assert np.isclose(len(held) / usable, 0.2, atol=0.02)
     assert (tmp_path / "report" / "reliability.png").stat().st_size > 0
