@@ -245,7 +245,9 @@ class SmallCNN(nn.Module):
     ``stem_pool`` adds a max-pooling after the stem; ``stretch``,
     ``center_zoom``, ``radial``, ``align`` and ``pool`` choose the
     :class:`InputView` (``align=True``: invariant to the 8 dihedral
-    transforms by construction).
+    transforms by construction). ``head_pool=k`` averages the last feature
+    maps into ``k x k`` cells instead of one, so that the head knows where
+    emission lies (at the centre or at the ends of an aligned source).
     """
 
     def __init__(
@@ -261,6 +263,7 @@ class SmallCNN(nn.Module):
         align: bool = False,
         pool: int = 1,
         spread_head: bool = False,
+        head_pool: int = 1,
     ) -> None:
         super().__init__()
         w = width
@@ -282,12 +285,13 @@ class SmallCNN(nn.Module):
             *_block(4 * w, 4 * w),
             nn.MaxPool2d(2),  # 9
             *_block(4 * w, 8 * w),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(int(head_pool)),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * w, num_classes))
+        n_features = 8 * w * int(head_pool) ** 2
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(n_features, num_classes))
         #: With ``spread_head``: a second output, trained by distillation to predict how much a
         #: teacher ensemble's members disagree on P(FRII) (see :meth:`forward_spread`).
-        self.spread = nn.Linear(8 * w, 1) if spread_head else None
+        self.spread = nn.Linear(n_features, 1) if spread_head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.view(x)))

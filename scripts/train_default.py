@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(SHARED), help="the shared data directory (default: %(default)s)")
     p.add_argument("--out-dir", default=str(ROOT / "checkpoints"), help="where to write (default: %(default)s)")
     p.add_argument("--width", type=int, default=16, help="network width (default: %(default)s)")
+    p.add_argument(
+        "--head-pool", type=int, default=3, help="cells of the last feature map the head sees (default: %(default)s)"
+    )
     p.add_argument("--epochs", type=int, default=30, help="epochs per network (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     p.add_argument("--cutout-weight", type=float, default=4.0, help="sampling weight of a cutout vs a FRDEEP-F image")
@@ -175,6 +178,7 @@ def main(argv=None) -> int:
         "radial": True,
         "center_zoom": 3,
         "align": True,
+        "head_pool": args.head_pool,
     }
     cfg = TrainConfig(
         arch="cnn",
