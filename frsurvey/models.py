@@ -350,9 +350,13 @@ class Ensemble(nn.Module):
             build_model(m["arch"], num_classes=num_classes, **m.get("kwargs", {})) for m in members
         )
 
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``(members, N, classes)``: each member's logits."""
+        return torch.stack([m(x).float() for m in self.members])
+
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``(members, N, classes)``: each member's class probabilities."""
-        return torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members])
+        return torch.softmax(self.member_logits(x), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(self.member_probs(x).mean(dim=0).clamp_min(1e-12))
@@ -455,6 +459,42 @@ class FRClassifier(nn.Module):
         else:
             probs = per_view[0]
         return probs, spread
+
+    @torch.inference_mode()
+    def scores(self, x: torch.Tensor, one_view: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(probabilities, spread, energy)`` for a batch, from the same forward passes.
+
+        ``probabilities`` and ``spread`` are :meth:`predict`'s; ``energy`` is
+        the free energy ``-log(sum_k exp(z_k))`` of the uncalibrated logits
+        ``z`` of the unrotated image (the mean of the members' for an
+        ensemble), an out-of-distribution score that costs no extra pass for
+        the shipped models. ``one_view=True`` runs the network(s) on the
+        unrotated image only (``--no-tta``): the spread is then NaN unless the
+        model makes it in that pass (``distilled`` and ``members``).
+        """
+        net = self.net
+        t = self.temperature
+        if self.uncertainty == "distilled":
+            logits, spread = net.forward_spread(x)
+            logits = logits.float()
+            return torch.softmax(logits / t, dim=-1), spread, -torch.logsumexp(logits, dim=-1)
+        if isinstance(net, Ensemble) and (one_view or self.views == 1):
+            member = net.member_logits(x)
+            mean = torch.softmax(member, dim=-1).mean(dim=0)
+            probs = torch.softmax(torch.log(mean.clamp_min(1e-12)) / t, dim=-1)
+            spread = torch.softmax(member, dim=-1)[..., -1].std(dim=0)
+            if one_view and self.uncertainty != "members":
+                spread = torch.full_like(spread, float("nan"))
+            return probs, spread, (-torch.logsumexp(member, dim=-1)).mean(dim=0)
+        if one_view and not isinstance(net, D4Average):
+            logits = net(x).float()
+            probs = torch.softmax(logits / t, dim=-1)
+            return probs, torch.full_like(probs[:, 0], float("nan")), -torch.logsumexp(logits, dim=-1)
+        probs, spread = self.predict(x)
+        first = self.view_logits(x)[0] if not isinstance(net, Ensemble) else net.member_logits(x)
+        if isinstance(net, Ensemble):  # a test-time-augmented ensemble: its members on the unrotated image
+            return probs, spread, (-torch.logsumexp(first, dim=-1)).mean(dim=0)
+        return probs, spread, -torch.logsumexp(first, dim=-1)
 
 
 def fused_for_inference(model: FRClassifier) -> FRClassifier:
