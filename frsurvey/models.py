@@ -739,9 +739,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     try:
         net = build_model(card["arch"], **card.get("arch_kwargs", {}))
         net.load_state_dict(state)
+        model = FRClassifier(net, card)
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{str(path)!r}: cannot build its network: {exc}") from exc
-    model = FRClassifier(net, card)
     model.path = str(path)
     model.sha256 = file_sha256(path)
     return model.to(device).eval()
