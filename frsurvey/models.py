@@ -449,7 +449,10 @@ class FRClassifier(nn.Module):
             log_mean = self.net(x).float()  # Ensemble: log of the members' mean probability
             spread = self.net.member_probs(x)[..., -1].std(dim=0)
             return torch.softmax(log_mean / self.temperature, dim=-1), spread
-        logits = self.view_logits(x)
+        return self._from_views(self.view_logits(x))
+
+    def _from_views(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (probabilities, spread) from the logits ``(8, N, classes)`` of the 8 dihedral views."""
         per_view = torch.softmax(logits / self.temperature, dim=-1)
         spread = per_view[..., -1].std(dim=0)
         if isinstance(self.net, D4Average):  # exactly the invariant network's output
@@ -490,11 +493,11 @@ class FRClassifier(nn.Module):
             logits = net(x).float()
             probs = torch.softmax(logits / t, dim=-1)
             return probs, torch.full_like(probs[:, 0], float("nan")), -torch.logsumexp(logits, dim=-1)
-        probs, spread = self.predict(x)
-        first = self.view_logits(x)[0] if not isinstance(net, Ensemble) else net.member_logits(x)
+        logits = self.view_logits(x)
+        probs, spread = self._from_views(logits)
         if isinstance(net, Ensemble):  # a test-time-augmented ensemble: its members on the unrotated image
-            return probs, spread, (-torch.logsumexp(first, dim=-1)).mean(dim=0)
-        return probs, spread, -torch.logsumexp(first, dim=-1)
+            return probs, spread, (-torch.logsumexp(net.member_logits(x), dim=-1)).mean(dim=0)
+        return probs, spread, -torch.logsumexp(logits[0], dim=-1)
 
 
 def fused_for_inference(model: FRClassifier) -> FRClassifier:
