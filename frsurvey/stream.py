@@ -57,17 +57,21 @@ from . import __version__
 from .catalog import (
     CatalogError,
     _check_exists,
+    _compression,
     _fits_hdu_table,
     _fits_table_choice,
+    _is_record,
     _plain_table,
     _write_fits,
     _write_votable,
     add_results,
+    check_compressed_size,
     find_position_columns,
     format_from_path,
     parse_positions,
     read_catalog,
     replace_atomically,
+    text_records,
     text_table,
     write_catalog,
 )
@@ -148,6 +152,9 @@ class CatalogChunks:
             raise ValueError(f"chunk size must be at least 1, not {chunk_size}")
         self.chunk_size = int(chunk_size)
         _check_exists(self.path)
+        check_compressed_size(self.path)
+        if self.format in ("csv", "ecsv") and _compression(self.path):
+            raise CatalogError(f"{str(self.path)!r} is a compressed {self.format} file: decompress it first")
 
     def __iter__(self) -> Iterator[Table]:
         chunks = {"fits": self._fits, "csv": self._csv, "ecsv": self._ecsv}.get(self.format, self._whole)
@@ -157,6 +164,10 @@ class CatalogChunks:
                 yield from chunks()
         except CatalogError:
             raise
+        except MemoryError:
+            raise CatalogError(
+                f"{str(self.path)!r}: a chunk of {self.chunk_size} rows does not fit in memory: give a smaller --chunk-size"
+            ) from None
         except (OSError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
             raise CatalogError(f"cannot read {str(self.path)!r} as {self.format}: {exc}") from exc
 
@@ -195,29 +206,34 @@ class CatalogChunks:
 
     # -------------------------------------------------------------- CSV and ECSV: records of text
 
-    def _records(self) -> tuple[bytes, Iterator[list[bytes]]]:
-        """Return the header and an iterator over lists of at most chunk_size records (raw bytes)."""
-        f = open(self.path, "rb")  # closed later
-        header: list[bytes] = []
-        for line in f:  # ECSV's commented header, then the line of column names
-            if self.format == "ecsv" and line.startswith(b"#"):
+    def _records(self) -> tuple[str, Iterator[list[tuple[int, str]]]]:
+        """Return the header and an iterator over lists of at most chunk_size records ``(line, text)``.
+
+        The file is read with universal newlines, as astropy reads a whole
+        file: ``\\r\\n``, ``\\r`` and ``\\n`` are all one line break, so a chunk's
+        values are the whole file's.
+        """
+        f = open(self.path, encoding="utf-8", newline=None)  # closed later
+        header: list[str] = []
+        records = text_records(f)
+        for _, line in records:  # ECSV's commented header, then the line of column names
+            if self.format == "ecsv" and line.startswith("#"):
                 header.append(line)
                 continue
             if not line.strip():
                 continue
             header.append(line)
             break
-        if header and not header[-1].endswith(b"\n"):
-            header[-1] += b"\n"
-        records = _records(f)
+        if header and not header[-1].endswith("\n"):
+            header[-1] += "\n"
 
-        def chunks() -> Iterator[list[bytes]]:
+        def chunks() -> Iterator[list[tuple[int, str]]]:
             with f:
-                batch: list[bytes] = []
+                batch: list[tuple[int, str]] = []
                 rows = 0
                 for rec in records:
                     batch.append(rec)
-                    if rec.strip():
+                    if _is_record(rec[1], self.format):
                         rows += 1
                         if rows == self.chunk_size:
                             yield batch
@@ -225,7 +241,19 @@ class CatalogChunks:
                 if rows:
                     yield batch
 
-        return b"".join(header), chunks()
+        return "".join(header), chunks()
+
+    def _read(self, header: str, batch: list[tuple[int, str]], fmt: str, **kwargs: Any) -> Table:
+        """Parse one chunk's records; refuse it unless astropy read one row per record."""
+        t = Table.read(_text(header, batch), format=fmt, **kwargs)
+        lines = [line for line, rec in batch if _is_record(rec, self.format)]
+        if len(t) != len(lines):
+            stopped = f"; the reader stopped at line {lines[len(t)]}" if len(t) < len(lines) else ""
+            raise CatalogError(
+                f"{str(self.path)!r}: astropy read {len(t)} rows from lines {lines[0]}-{lines[-1]}, which hold "
+                f"{len(lines)} records{stopped} (an unbalanced quote or a malformed line?): refusing to lose rows"
+            )
+        return t
 
     def _ecsv(self) -> Iterator[Table]:
         header, chunks = self._records()
@@ -235,7 +263,7 @@ class CatalogChunks:
             yield read_catalog(self.path, format="ecsv")
             return
         for batch in itertools.chain([first, second], chunks):
-            yield Table.read(_text(header, batch), format="ascii.ecsv")
+            yield self._read(header, batch, "ascii.ecsv")
 
     def _csv(self) -> Iterator[Table]:
         # Types are inferred chunk by chunk; the whole file's type of a column is the widest of
@@ -248,7 +276,7 @@ class CatalogChunks:
             return
         kinds: list[dict[str, str]] = []
         for batch in itertools.chain([first, second], chunks):
-            t = Table.read(_text(header, batch), format="ascii.csv")
+            t = self._read(header, batch, "ascii.csv")
             kinds.append({name: t[name].dtype.kind for name in t.colnames})
         merged = {name: _widest([k[name] for k in kinds]) for name in kinds[0]}
         _, chunks = self._records()
@@ -258,37 +286,17 @@ class CatalogChunks:
                 from astropy.io import ascii
 
                 converters = {n: [ascii.convert_numpy(str)] for n in as_text}
-                t = Table.read(_text(header, batch), format="ascii.csv", converters=converters)
+                t = self._read(header, batch, "ascii.csv", converters=converters)
             else:
-                t = Table.read(_text(header, batch), format="ascii.csv")
+                t = self._read(header, batch, "ascii.csv")
             for n, k in merged.items():
                 if k == "f" and t[n].dtype.kind != "f":
                     t.replace_column(n, t[n].astype(np.float64))
             yield t
 
 
-def _records(f) -> Iterator[bytes]:
-    """Yield the records of a text table file: lines, with line breaks inside double quotes kept together."""
-    pending: list[bytes] = []
-    odd = False
-    for line in f:
-        if line.count(b'"') % 2:
-            odd = not odd
-        if odd:
-            pending.append(line)
-            continue
-        if pending:
-            pending.append(line)
-            yield b"".join(pending)
-            pending = []
-        else:
-            yield line
-    if pending:
-        yield b"".join(pending)
-
-
-def _text(header: bytes, batch: list[bytes]) -> str:
-    return (header + b"".join(batch)).decode("utf-8")
+def _text(header: str, batch: list[tuple[int, str]]) -> str:
+    return header + "".join(rec for _, rec in batch)
 
 
 def _widest(kinds: list[str]) -> str:
