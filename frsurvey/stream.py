@@ -41,6 +41,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -802,6 +803,7 @@ class ResumeJournal:
         #: Chunks finished by an earlier run (number -> file), found by :meth:`open`.
         self.finished: dict[int, Path] = {}
         self._lock_file = None
+        self._created = False
 
     # ------------------------------------------------------------------ opening
 
@@ -813,10 +815,7 @@ class ResumeJournal:
         frsurvey.catalog.CatalogError
             If another run holds the journal (is writing the same output).
         """
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CatalogError(f"cannot write beside the output {str(self.out)!r}: {exc}") from exc
+        self._make_dir()
         self._lock()
         old = self._read_manifest()
         chunks = self._chunk_files()
@@ -836,8 +835,60 @@ class ResumeJournal:
                 len(self.finished),
             )
 
+    def _make_dir(self) -> bool:
+        """Create the journal directory (if need be) and check it is safe to use; return whether it was created.
+
+        Raises
+        ------
+        frsurvey.catalog.CatalogError
+            If the journal path is a symbolic link, not a directory, or a
+            directory of another user: frsurvey never writes or deletes
+            through it.
+        """
+        created = False
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.path, 0o700)
+                created = True
+            except FileExistsError:
+                pass
+            check_private_dir(self.path, f"the journal of {str(self.out)!r}")
+        except OSError as exc:
+            raise CatalogError(f"cannot write beside the output {str(self.out)!r}: {exc}") from exc
+        return created
+
+    def acquire(self) -> None:
+        """Lock the journal directory without using it (a run that keeps no journal, ``--chunk-size 0``).
+
+        The directory is created if need be (and deleted by :meth:`discard`).
+
+        Raises
+        ------
+        frsurvey.catalog.CatalogError
+            If another run holds the journal, or it is not safe to use.
+        """
+        self._created = self._make_dir()
+        try:
+            self._lock()
+        except BaseException:
+            if self._created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
     def _lock(self) -> None:
-        f = open(self.path / _LOCK, "a+")  # closed by release()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path / _LOCK, flags, 0o600)
+        except OSError as exc:  # ELOOP: the lock file is a symbolic link
+            raise CatalogError(
+                f"cannot use {str(self.path / _LOCK)!r} as the lock of {str(self.out)!r}: {exc.strerror or exc} "
+                "(a symbolic link or not a regular file? frsurvey never writes through one): remove it"
+            ) from None
+        f = os.fdopen(fd, "r+")  # closed by release()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            f.close()
+            raise CatalogError(f"{str(self.path / _LOCK)!r} is not a regular file: remove it")
         if fcntl is not None:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -894,7 +945,7 @@ class ResumeJournal:
         out = {}
         for p in self.path.iterdir():
             m = _CHUNK.match(p.name)
-            if m:
+            if m and stat.S_ISREG(p.lstat().st_mode):  # never read through a symbolic link
                 out[int(m.group(1))] = p
         return out
 
@@ -932,6 +983,7 @@ class ResumeJournal:
                 raise ValueError(f"it holds {n} rows, the chunk has {rows}")
             if not set(status) <= set(DESCRIPTIONS):
                 raise ValueError(f"unknown statuses {sorted(set(status) - set(DESCRIPTIONS))}")
+            _check_chunk_values(status, p_fri, spread)
         except Exception as exc:  # a damaged file: the chunk is classified again
             log.warning("journal file %s cannot be used (%s): classifying chunk %d again", path, exc, k)
             self.finished.pop(k, None)
@@ -989,10 +1041,11 @@ class ResumeJournal:
     def discard_stale(cls, out: str | os.PathLike) -> None:
         """Delete the journal of an earlier run of ``out`` unless a run holds it (for runs that keep none)."""
         path = journal_path(out)
-        if not path.is_dir():
+        if path.is_symlink() or not path.is_dir():
             return
         journal = cls(out, {})
         try:
+            journal._make_dir()
             journal._lock()
         except CatalogError:
             return
@@ -1000,10 +1053,50 @@ class ResumeJournal:
         journal.discard()
 
 
+def check_private_dir(path: Path, what: str) -> None:
+    """Raise :class:`~frsurvey.catalog.CatalogError` unless ``path`` is a real directory of this user.
+
+    A symbolic link (even to a directory) is refused, as is a directory owned
+    by another user: frsurvey deletes and writes files in its journal, and
+    must never do so in a directory someone else chose.
+    """
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise CatalogError(
+            f"{what} {str(path)!r} is a symbolic link: frsurvey never writes or deletes through one; "
+            "remove the link (or choose another --out)"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise CatalogError(f"{what} {str(path)!r} exists and is not a directory: remove it (or choose another --out)")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CatalogError(
+            f"{what} {str(path)!r} belongs to another user (uid {st.st_uid}): not using it; "
+            "remove it (or choose another --out)"
+        )
+
+
+def _check_chunk_values(status: np.ndarray, p_fri: np.ndarray, spread: np.ndarray) -> None:
+    """Raise ValueError unless a journal chunk's values are ones a run can give.
+
+    Classified rows: a finite probability in [0, 1] and a spread in [0, 0.5]
+    or NaN (one view); other rows: NaN for both.
+    """
+    ok = np.asarray([s == Status.OK for s in status], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        good_p = np.isfinite(p_fri) & (p_fri >= 0.0) & (p_fri <= 1.0)
+        good_sd = np.isnan(spread) | ((spread >= 0.0) & (spread <= 0.5))
+    if not (good_p[ok].all() and good_sd[ok].all()):
+        raise ValueError("a classified row has a probability outside [0, 1] or a spread outside [0, 0.5]")
+    if not (np.isnan(p_fri[~ok]).all() and np.isnan(spread[~ok]).all()):
+        raise ValueError("a row that was not classified has a probability")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: a temporary file beside it, flushed to disk, renamed."""
+    """Write ``data`` to ``path``: a new temporary file beside it (never through a link), flushed, renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    tmp.unlink(missing_ok=True)  # a left-over (or planted) file or link: never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -1156,27 +1249,36 @@ def classify_file(
             raise ValueError("--dask sends chunks to the workers: give a --chunk-size above 0")
         from .classify import classify_table
 
-        table = classify_table(
-            catalog,
-            images,
-            model,
-            source=source,
-            source_options=source_options,
-            ra_col=ra_col,
-            dec_col=dec_col,
-            format=format,
-            table_index=table_index,
-            batch_size=batch_size,
-            device=device,
-            workers=workers,
-            tta=tta,
-            amp=amp,
-            progress=progress,
-            gallery=gallery,
-            gallery_max=gallery_max,
-        )
-        path = write_catalog(table, out, format=out_format)
-        ResumeJournal.discard_stale(out)
+        guard = ResumeJournal(out, {})
+        guard.acquire()  # the same lock as chunked runs: two runs never write one output
+        try:
+            table = classify_table(
+                catalog,
+                images,
+                model,
+                source=source,
+                source_options=source_options,
+                ra_col=ra_col,
+                dec_col=dec_col,
+                format=format,
+                table_index=table_index,
+                batch_size=batch_size,
+                device=device,
+                workers=workers,
+                tta=tta,
+                amp=amp,
+                progress=progress,
+                gallery=gallery,
+                gallery_max=gallery_max,
+            )
+            path = write_catalog(table, out, format=out_format)
+        except BaseException:
+            if guard._created:  # an earlier run's journal stays for it; ours is only a lock
+                guard.discard()
+            else:
+                guard.release()
+            raise
+        guard.discard()  # also an earlier, unfinished run's journal: the output is complete
         statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
         return RunSummary(path, len(table), dict(statuses), 1)
     if dask is not None and gallery is not None:

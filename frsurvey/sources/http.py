@@ -34,6 +34,7 @@ __all__ = [
     "as_fetch_error",
     "check_response",
     "conf",
+    "read_body",
     "retry_delay",
     "validate_fits",
 ]
@@ -49,7 +50,12 @@ class FetchConf:
     Attributes
     ----------
     timeout : float
-        Seconds to wait for a connection, and for each read from it.
+        Seconds one download may take in all (connection, headers and the
+        whole body); also the limit on each read from the connection.
+    max_bytes : int
+        Largest body, in bytes, a download may bring, counted after
+        decompression (``Content-Encoding: gzip``): 64 MiB. A FIRST cutout
+        is about 0.4 MB.
     retries : int
         Further attempts after a failed one (so ``retries + 1`` in all).
     backoff : float
@@ -68,6 +74,7 @@ class FetchConf:
     """
 
     timeout: float = 60.0
+    max_bytes: int = 64 * 1024**2
     retries: int = 4
     backoff: float = 1.0
     backoff_max: float = 60.0
@@ -154,6 +161,16 @@ class PoliteSession(requests.Session):
         Request starts per second, at most (None or 0: no limit).
     user_agent : str, optional
         Prepended to the ``User-Agent`` header.
+    max_bytes : int
+        Largest body of a response, decompressed (default ``conf.max_bytes``).
+
+    Notes
+    -----
+    A request that does not ask to stream has its body read here, counted
+    as it is decompressed, and given up (:class:`FetchError`) when it grows
+    past ``max_bytes`` or the whole request takes longer than ``timeout``
+    seconds: a slow or endless body cannot hold a row longer than that, nor
+    fill the memory.
     """
 
     def __init__(
@@ -162,9 +179,11 @@ class PoliteSession(requests.Session):
         workers: int = conf.workers,
         max_rate: float | None = conf.max_rate,
         user_agent: str = "",
+        max_bytes: int = conf.max_bytes,
     ) -> None:
         super().__init__()
         self.timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
         self.workers = max(1, int(workers))
         self.limiter = RateLimiter(max_rate)
         self._slots = threading.BoundedSemaphore(self.workers)
@@ -178,15 +197,79 @@ class PoliteSession(requests.Session):
             self.headers["User-Agent"] = f"{user_agent} {self.headers['User-Agent']}"
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
-        """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`)."""
+        """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`).
+
+        Unless ``stream=True``, the body is read within the byte cap and the
+        deadline (``timeout`` seconds for the whole request).
+        """
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
+        stream = bool(kwargs.pop("stream", False))
         with self._slots:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests_sent += 1
-            # without stream=True the body is read inside, so the slot covers the whole transfer
-            return super().request(method, url, *args, **kwargs)
+            # the body is read inside, so the slot covers the whole transfer
+            deadline = time.monotonic() + self.timeout
+            response = super().request(method, url, *args, stream=True, **kwargs)
+            if not stream:
+                read_body(response, self.max_bytes, deadline, self.timeout)
+            return response
+
+
+def read_body(response: requests.Response, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    """Read a streamed response's body (decompressed) into ``response.content``, within limits.
+
+    Raises
+    ------
+    FetchError
+        When the body grows past ``max_bytes`` (not retryable: the same
+        request would bring the same body) or is not complete at
+        ``deadline`` (``time.monotonic()``; retryable). The connection is
+        closed in both cases.
+    """
+    parts: list[bytes] = []
+    total = 0
+    late = threading.Event()
+
+    def cut_off() -> None:  # a read blocked past the deadline: closing the connection ends it
+        late.set()
+        response.close()
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+    timer.daemon = True
+    timer.start()
+    try:
+        for part in response.iter_content(1 << 16):
+            total += len(part)
+            if total > max_bytes:
+                response.close()
+                raise FetchError(
+                    f"the body from {response.url} is larger than {max_bytes} bytes (decompressed; "
+                    "the cap on one download, --max-download-bytes)",
+                    retryable=False,
+                )
+            if time.monotonic() > deadline:
+                raise FetchError(f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)")
+            parts.append(part)
+    except FetchError:
+        response.close()
+        raise
+    except Exception:
+        response.close()
+        if late.is_set() or time.monotonic() > deadline:
+            raise FetchError(
+                f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)"
+            ) from None
+        raise
+    finally:
+        timer.cancel()
+    if late.is_set():
+        raise FetchError(f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)")
+    content = b"".join(parts)
+    response._content = content
+    response._content_consumed = True
+    return content
 
 
 def _retry_after(response: requests.Response) -> float | None:
