@@ -232,9 +232,9 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
     total = 0
     late = threading.Event()
 
-    def cut_off() -> None:  # a read blocked past the deadline: closing the connection ends it
+    def cut_off() -> None:  # a read blocked past the deadline: shutting the socket down ends it
         late.set()
-        response.close()
+        _shut_down(response)
 
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
     timer.daemon = True
@@ -270,6 +270,27 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
     response._content = content
     response._content_consumed = True
     return content
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
+    import socket
+
+    raw = response.raw
+    candidates = [
+        getattr(getattr(raw, "_connection", None), "sock", None),
+        getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None),
+    ]
+    for sock in candidates:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    try:
+        response.close()
+    except Exception:  # closing a response another thread reads from: best effort
+        pass
 
 
 def _retry_after(response: requests.Response) -> float | None:
