@@ -139,7 +139,7 @@ class CatalogError(ValueError):
 MAX_CATALOG_BYTES = 2 * 1024**3
 
 #: Magic numbers of the compressions astropy's readers open on their own.
-_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
 
 
 def _compression(path: Path) -> str | None:
@@ -162,13 +162,22 @@ def check_compressed_size(path: str | os.PathLike, limit: int | None = None) -> 
     import bz2
     import gzip
     import lzma
+    import zipfile
 
     path = Path(path)
     kind = _compression(path)
     if kind is None:
         return
     limit = MAX_CATALOG_BYTES if limit is None else int(limit)
-    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
+
+    def open_zip(p, mode):  # astropy reads the first member of a zip file
+        archive = zipfile.ZipFile(p)
+        names = archive.namelist()
+        if not names:
+            raise OSError("an empty zip archive")
+        return archive.open(names[0])
+
+    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open, "zip": open_zip}[kind]
     total = 0
     try:
         with opener(path, "rb") as f:
@@ -183,7 +192,7 @@ def check_compressed_size(path: str | os.PathLike, limit: int | None = None) -> 
                         f"(the cap on a compressed catalog, --max-catalog-bytes): decompress it yourself, "
                         "or raise the cap"
                     )
-    except (OSError, EOFError, lzma.LZMAError) as exc:
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
         raise CatalogError(f"cannot decompress {str(path)!r} ({kind}): {exc}") from exc
 
 

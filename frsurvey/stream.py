@@ -908,6 +908,8 @@ class ResumeJournal:
 
     def _read_manifest(self) -> dict | None:
         try:
+            if (self.path / _MANIFEST).is_symlink():  # never read through a link
+                return None
             value = json.loads((self.path / _MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None

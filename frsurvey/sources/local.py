@@ -118,21 +118,27 @@ def _open(path: str):
     return fits.open(path, memmap=not path.endswith((".gz", ".fz")), lazy_load_hdus=True)
 
 
-def _read_whole(path: str, hdu) -> bool:
-    """Whether astropy must decode the whole image to give any of its pixels (compressed or scaled)."""
+def _read_whole(path: str, hdul, hdu) -> bool:
+    """Whether astropy must decode the whole image to give any of its pixels (compressed or scaled).
+
+    A compressed file is told by its content (astropy opens a gzip file
+    whatever its name), not only by its name.
+    """
     from astropy.io import fits
 
     header = hdu.header
+    compression = getattr(getattr(hdul, "_file", None), "compression", None)
     return (
-        path.lower().endswith((".gz", ".fz", ".bz2", ".zip"))
+        bool(compression)
+        or path.lower().endswith((".gz", ".fz", ".bz2", ".zip"))
         or isinstance(hdu, fits.CompImageHDU)
         or any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
     )
 
 
-def _too_big(path: str, hdu, npix: int, max_pixels: int, max_bytes: int) -> str:
+def _too_big(path: str, hdul, hdu, npix: int, max_pixels: int, max_bytes: int) -> str:
     """Return why an image that is read whole is over the caps (from its header alone), or ""."""
-    if not _read_whole(path, hdu):
+    if not _read_whole(path, hdul, hdu):
         return ""
     header = hdu.header
     scaled = any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
@@ -174,7 +180,7 @@ def index_file(
                     if wcs is None:
                         why = f"HDU {i}: {refused}"
                         continue
-                    too_big = _too_big(path, hdu, nx * ny, max_pixels, max_bytes)
+                    too_big = _too_big(path, hdul, hdu, nx * ny, max_pixels, max_bytes)
                     layout = (-1, "") if too_big else _raw_layout(path, hdul, i, hdu, nx * ny)
                     records.append(_record(path, i, nx, ny, wcs, layout, too_big))
     except Exception as exc:  # empty, truncated or non-FITS files
@@ -194,6 +200,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     header = hdu.header
     if (
         path.endswith((".gz", ".fz", ".bz2", ".zip"))
+        or getattr(getattr(hdul, "_file", None), "compression", None)
         or isinstance(hdu, fits.CompImageHDU)
         or header.get("BITPIX") not in (-32, -64)
         or header.get("BSCALE", 1) != 1
