@@ -36,6 +36,7 @@ from frsurvey.models import CheckpointError, load_model, save_model
 from frsurvey.samp import SampClassifier, _Job, _Refused
 from frsurvey.sources import LocalFITSSource, SkyViewSource
 from frsurvey.sources.cache import CutoutCache
+from frsurvey.sources.http import FetchError, PoliteSession
 from frsurvey.sources.local import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from frsurvey.status import DESCRIPTIONS, Status
 from frsurvey.stream import CatalogChunks, ResumeJournal, classify_file, journal_path
@@ -729,3 +730,37 @@ def test_caps_are_documented_in_the_readme():
     for option in ("--max-image-pixels", "--max-image-bytes", "--max-download-bytes", "--max-catalog-bytes"):
         assert option in text, option
     assert "--max-table-bytes" in text and "symbolic link" in text
+
+
+def test_slow_headers_are_cut_off_by_the_fetch_timeout_too():
+    """A server that sends its status line and headers a byte at a time: the deadline covers them as well."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"x" * 60) for i in range(40))
+            try:
+                for i in range(len(head)):
+                    conn.sendall(head[i : i + 1])
+                    if stop.wait(0.05):
+                        return
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    session = PoliteSession(timeout=1.0, max_rate=0)
+    try:
+        with pytest.raises(FetchError, match="took longer than 1 s"):
+            session.get(f"http://127.0.0.1:{server.getsockname()[1]}/x.fits")
+    finally:
+        stop.set()
+        session.close()
+        server.close()

@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -190,7 +191,7 @@ class PoliteSession(requests.Session):
         self._count_lock = threading.Lock()
         #: Requests sent so far by this session.
         self.requests_sent = 0
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.workers))
+        adapter = _TrackingAdapter(pool_connections=4, pool_maxsize=max(10, self.workers))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         if user_agent:
@@ -211,7 +212,29 @@ class PoliteSession(requests.Session):
                 self.requests_sent += 1
             # the body is read inside, so the slot covers the whole transfer
             deadline = time.monotonic() + self.timeout
-            response = super().request(method, url, *args, stream=True, **kwargs)
+            me = threading.get_ident()
+            late = threading.Event()
+
+            def cut_off() -> None:  # headers still not in at the deadline: end the connection's reads
+                late.set()
+                conn = _IN_USE.get(me)
+                if conn is not None:
+                    _shut_socket(getattr(conn, "sock", None))
+
+            timer = threading.Timer(self.timeout, cut_off)
+            timer.daemon = True
+            timer.start()
+            try:
+                response = super().request(method, url, *args, stream=True, **kwargs)
+            except Exception:
+                if late.is_set():
+                    raise FetchError(
+                        f"the download from {url} took longer than {self.timeout:g} s (--fetch-timeout)"
+                    ) from None
+                raise
+            finally:
+                timer.cancel()
+                _IN_USE.pop(me, None)
             if not stream:
                 read_body(response, self.max_bytes, deadline, self.timeout)
             return response
@@ -272,21 +295,59 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
     return content
 
 
-def _shut_down(response: requests.Response) -> None:
-    """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
+#: The connection each thread is sending a request on (thread id -> urllib3 connection).
+_IN_USE: dict[int, Any] = {}
+
+
+def _shut_socket(sock) -> None:
+    """Shut a socket down for reading and writing: a read blocked on it in another thread returns at once."""
     import socket
 
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _tracked(cls):
+    """Return a urllib3 connection class that notes, per thread, the connection a request is sent on."""
+
+    class Tracked(cls):
+        def request(self, *args, **kwargs):  # type: ignore[override]
+            _IN_USE[threading.get_ident()] = self
+            return super().request(*args, **kwargs)
+
+    Tracked.__name__ = f"Tracked{cls.__name__}"
+    return Tracked
+
+
+def _tracking_pools() -> dict:
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    http = type("TrackedHTTPConnectionPool", (HTTPConnectionPool,), {})
+    http.ConnectionCls = _tracked(HTTPConnectionPool.ConnectionCls)
+    https = type("TrackedHTTPSConnectionPool", (HTTPSConnectionPool,), {})
+    https.ConnectionCls = _tracked(HTTPSConnectionPool.ConnectionCls)
+    return {"http": http, "https": https}
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose connections can be found (and shut down) by the thread that sends on them."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _tracking_pools()
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
     raw = response.raw
-    candidates = [
+    for sock in (
         getattr(getattr(raw, "_connection", None), "sock", None),
         getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None),
-    ]
-    for sock in candidates:
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    ):
+        _shut_socket(sock)
     try:
         response.close()
     except Exception:  # closing a response another thread reads from: best effort
