@@ -381,7 +381,7 @@ def test_the_catalog_cap_is_measured_in_a_subprocess(tmp_path):
         )
     )
     assert "REFUSED" in out and "--max-catalog-bytes" in out, out
-    assert peak < 400, f"peak RSS {peak:.0f} MiB"
+    assert peak < 200, f"peak RSS {peak:.0f} MiB"  # measured: 64 MiB
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,7 +428,7 @@ def test_an_image_bomb_is_refused_from_its_header_and_memory_stays_flat(tmp_path
         )
     )
     assert "STATUS bad_image" in out and "--max-image-pixels" in out, out
-    assert peak < 400, f"peak RSS {peak:.0f} MiB for one row of a 576 MB image"
+    assert peak < 250, f"peak RSS {peak:.0f} MiB for one row of a 576 MB image"  # measured: 97 MiB
 
 
 def test_an_image_over_a_lowered_cap_gives_way_to_the_next_image(tmp_path, sky, model_path, capsys):
@@ -575,7 +575,7 @@ def test_a_download_bomb_is_measured_under_the_default_cap(tmp_path):
         )
     )
     assert "REFUSED" in out and "larger than 67108864 bytes" in out and "False" in out, out
-    assert peak < 64 + 300, f"peak RSS {peak:.0f} MiB"
+    assert peak < 64 + 186, f"peak RSS {peak:.0f} MiB"  # measured: 112 MiB
 
 
 # --------------------------------------------------------------------------------------------------
