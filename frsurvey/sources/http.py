@@ -17,7 +17,6 @@ exponential backoff and jitter; other client errors are not.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import random
 import threading
@@ -186,7 +185,6 @@ class PoliteSession(requests.Session):
         super().__init__()
         self.timeout = float(timeout)
         self.max_bytes = int(max_bytes)
-        self._deadlines: dict[int, float] = {}  # thread id -> time.monotonic() its requests must end by
         self.workers = max(1, int(workers))
         self.limiter = RateLimiter(max_rate)
         self._slots = threading.BoundedSemaphore(self.workers)
@@ -198,25 +196,6 @@ class PoliteSession(requests.Session):
         self.mount("https://", adapter)
         if user_agent:
             self.headers["User-Agent"] = f"{user_agent} {self.headers['User-Agent']}"
-
-    @contextlib.contextmanager
-    def deadline(self, seconds: float):
-        """While in the block, every request of this thread ends within ``seconds`` from now, all together.
-
-        An online source makes one cutout with several requests (SkyView: a
-        query, then the file); this bounds them as one download.
-        """
-        me = threading.get_ident()
-        before = self._deadlines.get(me)
-        end = time.monotonic() + float(seconds)
-        self._deadlines[me] = end if before is None else min(before, end)
-        try:
-            yield
-        finally:
-            if before is None:
-                self._deadlines.pop(me, None)
-            else:
-                self._deadlines[me] = before
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`).
@@ -232,10 +211,8 @@ class PoliteSession(requests.Session):
             with self._count_lock:
                 self.requests_sent += 1
             # the body is read inside, so the slot covers the whole transfer
+            deadline = time.monotonic() + self.timeout
             me = threading.get_ident()
-            deadline = min(time.monotonic() + self.timeout, self._deadlines.get(me, float("inf")))
-            if deadline <= time.monotonic():
-                raise FetchError(f"the download took longer than {self.timeout:g} s (--fetch-timeout)")
             late = threading.Event()
 
             def cut_off() -> None:  # headers still not in at the deadline: end the connection's reads
@@ -244,7 +221,7 @@ class PoliteSession(requests.Session):
                 if conn is not None:
                     _shut_socket(getattr(conn, "sock", None))
 
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+            timer = threading.Timer(self.timeout, cut_off)
             timer.daemon = True
             timer.start()
             try:

@@ -325,9 +325,7 @@ class RemoteSource(ImageSource):
             if rt.stop.is_set():
                 return "cancelled"
             try:
-                client = self._client(rt)
-                with rt.session.deadline(self.timeout):  # every request of this cutout, together
-                    content = self._download(ra, dec, client, rt.session)
+                content = self._download(ra, dec, self._client(rt), rt.session)
                 validate_fits(content)
             except Exception as exc:
                 err = as_fetch_error(exc)
