@@ -610,7 +610,13 @@ class LocalFITSSource(ImageSource):
         dropped = self.__dict__.setdefault("_dropped", set())
         if c not in dropped:
             dropped.add(c)
-            log.warning("cannot read %s (%s): not using it again in this run", rec.path, why)
+            log.warning(
+                "cannot read %s (%s): not using it again in this run; the next image covering each of its "
+                "positions is used instead (rows no other image covers: %s)",
+                rec.path,
+                why,
+                Status.BAD_IMAGE,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ra, dec = self._wcs_of(c).pixel_to_world_values(x, y)
