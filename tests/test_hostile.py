@@ -497,6 +497,9 @@ def test_an_unreadable_image_alone_still_gives_bad_image(tmp_path):
     src = LocalFITSSource(images)
     cut = src.load(src.locate(np.array([150.0]), np.array([30.0]))[0])
     assert cut.status == Status.BAD_IMAGE and "broken.fits" in cut.message
+    # later in the same run (a listener's next table, the next chunk): still bad_image, with the same reason
+    again = src.locate(np.array([150.0]), np.array([30.0]))[0]
+    assert isinstance(again, type(cut)) and (again.status, again.message) == (cut.status, cut.message)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -401,7 +401,7 @@ class LocalFITSSource(ImageSource):
         self.records: list[ImageRecord] = []
         self.skipped: dict[str, str] = {}
         self._wcs: dict[int, object] = {}
-        self._dropped: set[int] = set()
+        self._dropped: dict[int, str] = {}  # images found unreadable in this run: why
         self._scan()
         self._files: OrderedDict = OrderedDict()
 
@@ -450,7 +450,7 @@ class LocalFITSSource(ImageSource):
         self.records = []
         self.skipped = {}
         self._wcs = {}
-        self._dropped = set()
+        self._dropped = {}
         self._index(paths, warn=False)
         self._files = OrderedDict()
         return self
@@ -547,10 +547,9 @@ class LocalFITSSource(ImageSource):
         best_margin = np.full(len(idx), -np.inf)
         best_rank = np.full(len(idx), -1)  # 1: right scale, 0: wrong scale
         best = np.full((len(idx), 3), np.nan)
-        dropped = getattr(self, "_dropped", set())
+        dropped = getattr(self, "_dropped", {})
+        unreadable = np.full(len(idx), -1)  # an image found unreadable in this run that covers the position
         for c, js in per_image.items():
-            if c in dropped:  # unreadable: not used again in this run
-                continue
             rec = self.records[c]
             js = np.asarray(js)
             with warnings.catch_warnings():
@@ -559,6 +558,9 @@ class LocalFITSSource(ImageSource):
             x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
             margin = np.minimum.reduce([x + 0.5, rec.nx - 0.5 - x, y + 0.5, rec.ny - 0.5 - y])
             inside = np.isfinite(margin) & (margin > 0)
+            if c in dropped:  # unreadable: not used again in this run, but rows it alone covers say why
+                unreadable[js[inside]] = c
+                continue
             rank = 1 if self._scale_ok(rec) else 0
             better = inside & ((rank > best_rank[js]) | ((rank == best_rank[js]) & (margin > best_margin[js])))
             upd = js[better]
@@ -566,7 +568,11 @@ class LocalFITSSource(ImageSource):
             best_rank[upd] = rank
             best[upd] = np.stack([np.full(better.sum(), c), x[better], y[better]], axis=1)
         for j, i in enumerate(idx):
-            if best_rank[j] < 0:
+            if best_rank[j] < 0 and unreadable[j] >= 0:
+                rec = self.records[int(unreadable[j])]
+                why = dropped[int(unreadable[j])]
+                result[i] = Cutout.failed(Status.BAD_IMAGE, f"cannot read {rec.path}: {why}", rec.path)
+            elif best_rank[j] < 0:
                 result[i] = Cutout.failed(Status.NO_IMAGE, f"no image under {self.directory} covers the position")
             elif best_rank[j] == 0:
                 rec = self.records[int(best[j, 0])]
@@ -587,8 +593,8 @@ class LocalFITSSource(ImageSource):
             return key
         c, x, y = key
         rec = self.records[c]
-        if c in getattr(self, "_dropped", ()):  # found unreadable since the key was located
-            return self._instead(c, x, y, "it could not be read earlier in this run")
+        if c in getattr(self, "_dropped", {}):  # found unreadable since the key was located
+            return self._instead(c, x, y, self._dropped[c])
         if rec.refused:
             return self._instead(c, x, y, rec.refused)
         try:
@@ -607,9 +613,9 @@ class LocalFITSSource(ImageSource):
     def _instead(self, c: int, x: float, y: float, why: str) -> Cutout:
         """Drop unreadable image ``c`` from the index for this run; cut the position from the next image covering it."""
         rec = self.records[c]
-        dropped = self.__dict__.setdefault("_dropped", set())
+        dropped = self.__dict__.setdefault("_dropped", {})
         if c not in dropped:
-            dropped.add(c)
+            dropped[c] = why
             log.warning(
                 "cannot read %s (%s): not using it again in this run; the next image covering each of its "
                 "positions is used instead (rows no other image covers: %s)",
