@@ -196,13 +196,45 @@ def check_compressed_size(path: str | os.PathLike, limit: int | None = None) -> 
         raise CatalogError(f"cannot decompress {str(path)!r} ({kind}): {exc}") from exc
 
 
-def text_records(f) -> Iterator[tuple[int, str]]:
-    """Yield ``(first line number, record)`` of a text table: lines, with line breaks inside double quotes kept together.
+def _quoted_after(line: str, quoted: bool, delimiter: str) -> bool:
+    """Return whether a record is inside a quoted value at the end of ``line``, given whether it was at its start.
+
+    As CSV readers (Python's, astropy's) see quotes: a double quote opens a
+    quoted value only at the start of a field (after the delimiter and any
+    blanks); inside one, ``""`` is a literal quote and ``"`` closes it.
+    Elsewhere (``ab"c``) a quote is an ordinary character.
+    """
+    if '"' not in line:
+        return quoted
+    at_start = not quoted
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if quoted:
+            if c == '"':
+                if i + 1 < n and line[i + 1] == '"':
+                    i += 2
+                    continue
+                quoted = False
+        elif c == '"' and at_start:
+            quoted = True
+            at_start = False
+        elif c == delimiter or (delimiter == " " and c == "\t"):
+            at_start = True
+        elif c not in " \t" and c != "\n":
+            at_start = False
+        i += 1
+    return quoted
+
+
+def text_records(f, delimiter: str = ",") -> Iterator[tuple[int, str]]:
+    """Yield ``(first line number, record)`` of a text table: lines, with line breaks inside quoted values kept together.
 
     ``f`` is a text file opened with universal newlines (every line break
     reads as ``"\\n"``, as astropy's readers see them); line numbers count
-    from 1. A record still inside an open quote at the end of the file is
-    refused: it would swallow every line after its opening quote.
+    from 1; ``delimiter`` is ``,`` (CSV) or ``" "`` (ECSV). A record still
+    inside an open quote at the end of the file is refused: it would
+    swallow every line after its opening quote.
 
     Raises
     ------
@@ -211,12 +243,11 @@ def text_records(f) -> Iterator[tuple[int, str]]:
     """
     pending: list[str] = []
     start = 0
-    odd = False
+    quoted = False
     lineno = 0
     for lineno, line in enumerate(f, start=1):
-        if line.count('"') % 2:
-            odd = not odd
-        if odd:
+        quoted = _quoted_after(line, quoted, delimiter)
+        if quoted:
             if not pending:
                 start = lineno
             pending.append(line)
@@ -245,7 +276,7 @@ def _check_text_rows(path: Path, fmt: str, table: Table) -> None:
     with open(path, encoding="utf-8", newline=None) as f:
         header_done = False
         records: list[int] = []
-        for lineno, rec in text_records(f):
+        for lineno, rec in text_records(f, " " if fmt == "ecsv" else ","):
             if not header_done:  # ECSV's commented header, then the line of column names
                 if (fmt == "ecsv" and rec.startswith("#")) or not rec.strip():
                     continue

@@ -216,7 +216,7 @@ class CatalogChunks:
         """
         f = open(self.path, encoding="utf-8", newline=None)  # closed later
         header: list[str] = []
-        records = text_records(f)
+        records = text_records(f, " " if self.format == "ecsv" else ",")
         for _, line in records:  # ECSV's commented header, then the line of column names
             if self.format == "ecsv" and line.startswith("#"):
                 header.append(line)

@@ -191,6 +191,16 @@ def test_a_record_count_mismatch_names_the_line_where_the_reader_stopped(tmp_pat
         list(CatalogChunks(cat, chunk_size=2))
 
 
+def test_quotes_inside_values_are_not_taken_for_open_quotes(tmp_path):
+    """A quote that does not start a field is an ordinary character to the reader: no false alarm, no merged rows."""
+    cat = tmp_path / "c.csv"
+    cat.write_text('name,ra,dec\nab"c,1,2\nd,3,4\n "x\ny",5,6\n"p""q",7,8\ne,9,10\n')
+    expected = ['ab"c', "d", "x\ny", 'p"q', "e"]
+    assert list(read_catalog(cat)["name"]) == expected
+    for size in (1, 2, 3):
+        assert [str(v) for t in CatalogChunks(cat, chunk_size=size) for v in t["name"]] == expected, size
+
+
 LINE_ENDINGS = {
     "lf": ["\n"] * 8,
     "crlf": ["\r\n"] * 8,
