@@ -537,7 +537,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     try:
         net = build_model(card["arch"], **card.get("arch_kwargs", {}))
         net.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{str(path)!r}: cannot build its network: {exc}") from exc
     model = FRClassifier(net, card)
     model.path = str(path)
