@@ -16,7 +16,7 @@ import re
 import stat
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,12 @@ __all__ = [
     "CatalogError",
     "NoPositionColumnsError",
     "add_results",
+    "check_compressed_size",
     "find_position_columns",
     "format_from_path",
     "parse_positions",
     "read_catalog",
+    "text_records",
     "write_catalog",
 ]
 
@@ -132,6 +134,167 @@ class CatalogError(ValueError):
     """Raised when a catalog cannot be read or written as asked."""
 
 
+#: Largest decompressed size, in bytes, of a compressed catalog file (gzip, bzip2, xz): 2 GiB.
+#: A compressed file is inflated in memory by its reader; a larger one is refused before it is
+#: read (``--max-catalog-bytes``). Uncompressed files are not limited (FITS tables are read by
+#: row ranges of the memory-mapped file).
+MAX_CATALOG_BYTES = 2 * 1024**3
+
+#: Magic numbers of the compressions astropy's readers open on their own.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
+
+
+def _compression(path: Path) -> str | None:
+    """Return ``gzip``, ``bzip2`` or ``xz`` when the file is compressed (by its first bytes), else None."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, name in _COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def check_compressed_size(path: str | os.PathLike, limit: int | None = None) -> None:
+    """Raise :class:`CatalogError` if a compressed catalog inflates to more than ``limit`` bytes.
+
+    The file is decompressed as a stream (a megabyte at a time) and counted,
+    never held; an uncompressed file is not read. ``limit`` defaults to
+    :data:`MAX_CATALOG_BYTES`.
+    """
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    path = Path(path)
+    kind = _compression(path)
+    if kind is None:
+        return
+    limit = MAX_CATALOG_BYTES if limit is None else int(limit)
+
+    def open_zip(p, mode):  # astropy reads the first member of a zip file
+        archive = zipfile.ZipFile(p)
+        names = archive.namelist()
+        if not names:
+            raise OSError("an empty zip archive")
+        return archive.open(names[0])
+
+    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open, "zip": open_zip}[kind]
+    total = 0
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise CatalogError(
+                        f"{str(path)!r} is {kind}-compressed and inflates to more than {limit} bytes "
+                        f"(the cap on a compressed catalog, --max-catalog-bytes): decompress it yourself, "
+                        "or raise the cap"
+                    )
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise CatalogError(f"cannot decompress {str(path)!r} ({kind}): {exc}") from exc
+
+
+def _quoted_after(line: str, quoted: bool, delimiter: str) -> bool:
+    """Return whether a record is inside a quoted value at the end of ``line``, given whether it was at its start.
+
+    As CSV readers (Python's, astropy's) see quotes: a double quote opens a
+    quoted value only at the start of a field (after the delimiter and any
+    blanks); inside one, ``""`` is a literal quote and ``"`` closes it.
+    Elsewhere (``ab"c``) a quote is an ordinary character.
+    """
+    if '"' not in line:
+        return quoted
+    at_start = not quoted
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if quoted:
+            if c == '"':
+                if i + 1 < n and line[i + 1] == '"':
+                    i += 2
+                    continue
+                quoted = False
+        elif c == '"' and at_start:
+            quoted = True
+            at_start = False
+        elif c == delimiter or (delimiter == " " and c == "\t"):
+            at_start = True
+        elif c not in " \t" and c != "\n":
+            at_start = False
+        i += 1
+    return quoted
+
+
+def text_records(f, delimiter: str = ",") -> Iterator[tuple[int, str]]:
+    """Yield ``(first line number, record)`` of a text table: lines, with line breaks inside quoted values kept together.
+
+    ``f`` is a text file opened with universal newlines (every line break
+    reads as ``"\\n"``, as astropy's readers see them); line numbers count
+    from 1; ``delimiter`` is ``,`` (CSV) or ``" "`` (ECSV). A record still
+    inside an open quote at the end of the file is refused: it would
+    swallow every line after its opening quote.
+
+    Raises
+    ------
+    CatalogError
+        If a quote is opened and never closed.
+    """
+    pending: list[str] = []
+    start = 0
+    quoted = False
+    lineno = 0
+    for lineno, line in enumerate(f, start=1):
+        quoted = _quoted_after(line, quoted, delimiter)
+        if quoted:
+            if not pending:
+                start = lineno
+            pending.append(line)
+            continue
+        if pending:
+            pending.append(line)
+            yield start, "".join(pending)
+            pending = []
+        else:
+            yield lineno, line
+    if pending:
+        raise CatalogError(
+            f"line {start} opens a double quote that is never closed: the reader would take every line from "
+            f"there to the end of the file ({lineno - start + 1} lines) as one value; close the quote"
+        )
+
+
+def _is_record(record: str, fmt: str) -> bool:
+    """Whether a record of a text table is a row to astropy (not blank; for ECSV not a comment)."""
+    text = record.strip()
+    return bool(text) and not (fmt == "ecsv" and text.startswith("#"))
+
+
+def _check_text_rows(path: Path, fmt: str, table: Table) -> None:
+    """Raise CatalogError unless astropy read as many rows as the file has records (CSV, ECSV)."""
+    with open(path, encoding="utf-8", newline=None) as f:
+        header_done = False
+        records: list[int] = []
+        for lineno, rec in text_records(f, " " if fmt == "ecsv" else ","):
+            if not header_done:  # ECSV's commented header, then the line of column names
+                if (fmt == "ecsv" and rec.startswith("#")) or not rec.strip():
+                    continue
+                header_done = True
+                continue
+            if _is_record(rec, fmt):
+                records.append(lineno)
+    if len(records) != len(table):
+        stopped = records[len(table)] if len(table) < len(records) else None
+        where = f"; the reader stopped at line {stopped}" if stopped is not None else ""
+        raise CatalogError(
+            f"{str(path)!r}: astropy read {len(table)} rows but the file holds {len(records)} records{where} "
+            "(an unbalanced quote or a malformed line?): refusing to lose rows"
+        )
+
+
 class NoPositionColumnsError(CatalogError):
     """Raised when no right ascension / declination columns can be found."""
 
@@ -193,6 +356,9 @@ def read_catalog(path: str | os.PathLike, format: str | None = None, table: int 
     path = Path(path)
     fmt = format_from_path(path, format)
     _check_exists(path)
+    check_compressed_size(path)
+    if fmt in ("csv", "ecsv") and _compression(path):
+        raise CatalogError(f"{str(path)!r} is a compressed {fmt} file: decompress it first")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -202,8 +368,11 @@ def read_catalog(path: str | os.PathLike, format: str | None = None, table: int 
                 result = _read_fits_table(path, table)
             else:
                 result = Table.read(path, format=_ASTROPY_FORMAT[fmt])
+                _check_text_rows(path, fmt, result)
     except CatalogError:
         raise
+    except MemoryError:
+        raise CatalogError(f"{str(path)!r} is too big to read into memory: give a --chunk-size above 0") from None
     except Exception as exc:  # astropy raises many types for unreadable input
         raise CatalogError(f"cannot read {str(path)!r} as {fmt}: {exc}") from exc
     return result
@@ -381,6 +550,11 @@ def _column_degrees(col: Column, hours_if_sexagesimal: bool) -> tuple[np.ndarray
     if isinstance(col, MaskedColumn) or hasattr(col, "mask"):
         mask = np.asarray(np.ma.getmaskarray(col), dtype=bool)
     data = np.ma.getdata(col)
+    if data.ndim > 1:
+        raise CatalogError(
+            f"column {col.name!r} holds an array of shape {data.shape[1:]} per row, not one angle: "
+            "choose position columns of single values (--ra-col, --dec-col)"
+        )
     why = np.full(n, "", dtype=object)
     if data.dtype.kind in "fiu":
         values = np.asarray(data, dtype=np.float64)  # a plain array: a Column would carry its unit along

@@ -78,6 +78,23 @@ def _add_catalog_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", type=int, default=None, help="which table of a multi-table file (from 0)")
     p.add_argument("--ra-col", help="right ascension column (default: found by UCD or name)")
     p.add_argument("--dec-col", help="declination column (default: found by UCD or name)")
+    p.add_argument(
+        "--max-catalog-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="largest decompressed size of a compressed (.gz, .bz2, .xz) catalog (default 2 GiB)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (bytes, pixels)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
@@ -86,6 +103,18 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
         "--source",
         choices=["local", "skyview", "first"],
         help="image source (default: local when --images is given, else skyview)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=_positive_int,
+        metavar="N",
+        help="local images that must be decompressed whole (.gz, .fz, scaled): at most N pixels (default 100000000)",
+    )
+    p.add_argument(
+        "--max-image-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="... and at most N bytes of decoded pixels (default 536870912, 512 MiB)",
     )
     _add_fetch_options(p)
 
@@ -100,7 +129,18 @@ def _add_fetch_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offline", action="store_true", help="use the cache only; rows missing from it: not_cached")
     g.add_argument("--fetch-workers", type=int, metavar="N", help=f"downloads at once (default {conf.workers})")
     g.add_argument("--max-rate", type=float, metavar="R", help=f"requests/s, 0: no limit (default {conf.max_rate:g})")
-    g.add_argument("--fetch-timeout", type=float, metavar="S", help=f"seconds per read (default {conf.timeout:g})")
+    g.add_argument(
+        "--fetch-timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds one download may take in all (default {conf.timeout:g})",
+    )
+    g.add_argument(
+        "--max-download-bytes",
+        type=_positive_int,
+        metavar="N",
+        help=f"largest body of one download, decompressed (default {conf.max_bytes}, 64 MiB)",
+    )
     g.add_argument("--retries", type=int, metavar="N", help=f"retries of a failed download (default {conf.retries})")
     g.add_argument("--retry-backoff", type=float, metavar="S", help=f"first retry wait (default {conf.backoff:g})")
 
@@ -117,6 +157,9 @@ def _fetch_options(args: argparse.Namespace) -> dict:
         "timeout": args.fetch_timeout,
         "retries": args.retries,
         "backoff": args.retry_backoff,
+        "max_bytes": args.max_download_bytes,
+        "max_image_pixels": getattr(args, "max_image_pixels", None),
+        "max_image_bytes": getattr(args, "max_image_bytes", None),
     }
 
 
@@ -250,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dec-col", help="declination column (default: found by UCD or name)")
     s.add_argument("--allow-remote", action="store_true", help="also load tables from URLs on other machines")
     s.add_argument("--name", default="frsurvey", help="SAMP client name (default frsurvey)")
+    s.add_argument(
+        "--max-table-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="largest table copied from a URL sent to the listener (default 2147483648, 2 GiB)",
+    )
     _add_common(s)
     s.set_defaults(func=_cmd_samp)
 
@@ -488,7 +538,10 @@ def _cmd_samp(args: argparse.Namespace) -> int:
     if not args.quiet and logging.getLogger("frsurvey").level > logging.INFO:
         logging.getLogger("frsurvey").setLevel(logging.INFO)  # a listener says what it does
     options = _classify_options(args)
-    listener = SampClassifier(allow_remote=args.allow_remote, name=args.name, table_index=args.table, **options)
+    extra = {"max_table_bytes": args.max_table_bytes} if args.max_table_bytes is not None else {}
+    listener = SampClassifier(
+        allow_remote=args.allow_remote, name=args.name, table_index=args.table, **extra, **options
+    )
     try:
         listener.start()
     except SampError as exc:
@@ -533,6 +586,22 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 class _UsageError(ValueError):
     pass
+
+
+@contextlib.contextmanager
+def _catalog_cap(limit: int | None):
+    """While in the block, compressed catalogs may inflate to ``limit`` bytes (``--max-catalog-bytes``)."""
+    from . import catalog
+
+    if limit is None:
+        yield
+        return
+    before = catalog.MAX_CATALOG_BYTES
+    catalog.MAX_CATALOG_BYTES = int(limit)
+    try:
+        yield
+    finally:
+        catalog.MAX_CATALOG_BYTES = before
 
 
 class _Terminated(KeyboardInterrupt):
@@ -589,7 +658,17 @@ def _run(args: argparse.Namespace) -> int:
     from .models import CheckpointError
 
     try:
-        return int(args.func(args))
+        with _catalog_cap(getattr(args, "max_catalog_bytes", None)):
+            return int(args.func(args))
+    except MemoryError:
+        if args.debug:
+            raise
+        print(
+            "frsurvey: error: out of memory: the input is too big for this machine "
+            "(a smaller --chunk-size, or lower caps: --max-image-pixels, --max-catalog-bytes)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except (
         CatalogError,
         CheckpointError,

@@ -78,7 +78,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N ({exc})") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device!r}: frsurvey runs on auto, cpu, cuda[:N] or mps, not {dev.type}")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps was asked for, but torch sees no MPS device here")
+    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available():
+        if dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
     return dev
@@ -113,6 +123,15 @@ class RowResults:
     p_fri: np.ndarray
     spread: np.ndarray
     keeper: Any = None
+
+
+def _unusable(p: np.ndarray, spread: np.ndarray, one_view: bool) -> np.ndarray:
+    """Return which of a batch's scores no classified row may carry: non-finite or outside [0, 1]."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(p) & (p >= 0.0) & (p <= 1.0))
+        if not one_view:
+            bad |= ~(np.isfinite(spread) & (spread >= 0.0) & (spread <= 0.5))
+    return bad
 
 
 def fr_classes(p_fri: np.ndarray) -> np.ndarray:
@@ -237,6 +256,7 @@ class BatchClassifier:
         self._known: OrderedDict[Hashable, tuple[str, str, float, float]] = OrderedDict()
         self.prepared = 0  # source keys cut, prepared and classified (or failed) by this classifier
         self.remembered = 0  # source keys answered from memory
+        self._warned_model = False  # the model's NaN scores logged once
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -355,6 +375,15 @@ class BatchClassifier:
                 if batch["ok_index"]:
                     p, sd = self.forward(batch["x"])
                     ok_where = todo_entry_a[batch["ok_index"]]
+                    broken = _unusable(p, sd, self.one_view)
+                    if broken.any():  # a diverged or damaged model: never "ok" with NaN scores
+                        if not self._warned_model:
+                            log.error("the model gives NaN or infinite probabilities: rows get %s", Status.MODEL_ERROR)
+                            self._warned_model = True
+                        e_status_a[ok_where[broken]] = Status.MODEL_ERROR
+                        e_message_a[ok_where[broken]] = "the model's probability is NaN or infinite"
+                        p = np.where(broken, np.nan, p)
+                        sd = np.where(broken, np.nan, sd)
                     e_p_a[ok_where] = p
                     e_spread_a[ok_where] = sd
                     if keeper is not None:

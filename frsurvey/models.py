@@ -724,6 +724,31 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     card, state = blob.get("card"), blob.get("state_dict")
     if not isinstance(card, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{str(path)!r} lacks its model card or weights")
+    try:
+        card = _plain(card)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"{str(path)!r}: its model card holds something other than plain values ({exc})"
+        ) from None
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{str(path)!r}: its state dict holds entries that are not named tensors ({', '.join(map(repr, bad[:5]))})"
+        )
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not_finite:
+        raise CheckpointError(
+            f"{str(path)!r}: weights {', '.join(not_finite[:5])} hold NaN or infinite values "
+            "(a training run that diverged?): its scores would mean nothing"
+        )
+    temperature = card.get("temperature", 1.0)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
+        raise CheckpointError(f"{str(path)!r}: its temperature {temperature!r} is not a finite number above 0")
     if weights_sha256(state) != card.get("weights_sha256"):
         raise CheckpointError(f"{str(path)!r}: the weights do not match the sha256 in the model card (tampered?)")
     if card_sha256(card) != card.get("card_sha256"):
@@ -733,6 +758,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         )
     if tuple(card.get("classes", ())) != CLASSES:
         raise CheckpointError(f"{str(path)!r} predicts {card.get('classes')}, not {list(CLASSES)}")
+    if not isinstance(card.get("arch_kwargs", {}), dict):
+        raise CheckpointError(f"{str(path)!r}: its arch_kwargs are not a mapping")
     prep = (card.get("preprocessing"), card.get("preprocessing_version"))
     if prep != (PREPROCESSING, PREPROCESSING_VERSION):
         raise CheckpointError(

@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -62,6 +63,8 @@ _SUFFIX = {"votable": ".vot", "fits": ".fits"}
 PROGRESS_MTYPE = "samp.msg.progress"
 #: Clients whose ``samp.name`` starts so are frsurvey listeners: their tables are labeled already.
 NAME = "frsurvey"
+#: Largest table copied from a URL into the listener's work folder (``--max-table-bytes``): 2 GiB.
+MAX_TABLE_BYTES = 2 * 1024**3
 
 
 class SampError(RuntimeError):
@@ -186,7 +189,11 @@ class SampClassifier:
     addr : str
         Address this client's callback server listens on (loopback).
     fetch_timeout : float
-        Seconds to wait for an ``http(s)`` table.
+        Seconds the copy of a table may take in all (``http(s)`` and ``file``).
+    max_table_bytes : int
+        Largest table copied, in bytes (default :data:`MAX_TABLE_BYTES`); a
+        larger one, or a ``file:`` URL naming anything but a regular file
+        (``/dev/zero``, a pipe), is refused with an error reply.
     **options
         Keywords of :func:`frsurvey.classify_table`: ``source``,
         ``source_options``, ``ra_col``, ``dec_col``, ``table_index``,
@@ -208,6 +215,7 @@ class SampClassifier:
         hub_params: dict | None = None,
         addr: str = "127.0.0.1",
         fetch_timeout: float = 60.0,
+        max_table_bytes: int = MAX_TABLE_BYTES,
         **options: Any,
     ) -> None:
         self.images = images
@@ -217,6 +225,9 @@ class SampClassifier:
         self.hub_params = hub_params
         self.addr = addr
         self.fetch_timeout = float(fetch_timeout)
+        self.max_table_bytes = int(max_table_bytes)
+        if self.max_table_bytes < 1 or not self.fetch_timeout > 0:
+            raise ValueError("max_table_bytes must be at least 1 and fetch_timeout above 0")
         self.options = dict(options)
         self.client = None
         self.model = None
@@ -471,15 +482,56 @@ class SampClassifier:
         if parts.scheme.lower() == "file":
             if parts.netloc not in ("", "localhost") and not _is_local_host(parts.hostname):
                 raise _Refused(f"cannot read {url!r}: a file on another machine")
-            shutil.copyfile(urllib.request.url2pathname(parts.path), dest)
+            source = urllib.request.url2pathname(parts.path)
+            st = os.stat(source)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Refused(f"refusing {url!r}: not a regular file (a device, pipe or directory)")
+            if st.st_size > self.max_table_bytes:
+                raise _Refused(
+                    f"refusing {url!r}: {st.st_size} bytes, above the cap of {self.max_table_bytes} (--max-table-bytes)"
+                )
+            with open(source, "rb") as src:
+                self._copy(src, dest, url, src.read)
             return dest
         handlers = [_CheckedRedirects(self.allow_remote)]
         if is_local_url(url):
             handlers.append(urllib.request.ProxyHandler({}))  # never through a proxy to this machine
         opener = urllib.request.build_opener(*handlers)
-        with opener.open(url, timeout=self.fetch_timeout) as response, open(dest, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with opener.open(url, timeout=self.fetch_timeout) as response:
+            timer = threading.Timer(self.fetch_timeout, _shut_down, (response,))  # a read blocked past it ends
+            timer.daemon = True
+            timer.start()
+            try:
+                self._copy(response, dest, url, getattr(response, "read1", response.read))
+            except (OSError, ValueError, AttributeError) as exc:
+                if isinstance(exc, _Refused):
+                    raise
+                if not timer.is_alive():
+                    raise _Refused(f"copying {url!r} took longer than {self.fetch_timeout:g} s") from None
+                raise
+            finally:
+                timer.cancel()
         return dest
+
+    def _copy(self, src, dest: Path, url: str, read) -> None:
+        """Copy ``src`` to ``dest`` with ``read(n)``, within the byte cap and the deadline; refuse it beyond them."""
+        deadline = time.monotonic() + self.fetch_timeout
+        total = 0
+        try:
+            with open(dest, "wb") as out:
+                while True:
+                    block = read(1 << 20)
+                    if not block:
+                        return
+                    total += len(block)
+                    if total > self.max_table_bytes:
+                        raise _Refused(f"refusing {url!r}: more than {self.max_table_bytes} bytes (--max-table-bytes)")
+                    if time.monotonic() > deadline:
+                        raise _Refused(f"copying {url!r} took longer than {self.fetch_timeout:g} s")
+                    out.write(block)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
 
     def _client_name(self, client_id: str) -> str:
         try:
@@ -626,6 +678,20 @@ class SampClassifier:
             params["percent"] = f"{percent:g}"
         with contextlib.suppress(Exception):
             self.client.notify(job.sender, {"samp.mtype": PROGRESS_MTYPE, "samp.params": params})
+
+
+def _shut_down(response) -> None:
+    """Shut an HTTP response's socket down (a read blocked in another thread returns), then close it."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        response.close()
+    except Exception:  # closing a response another thread reads from: best effort
+        pass
 
 
 def _mtype_matches(pattern: str, mtype: str) -> bool:

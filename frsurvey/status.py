@@ -21,6 +21,7 @@ class Status:
     WRONG_SCALE = "wrong_scale"
     FETCH_FAILED = "fetch_failed"
     NOT_CACHED = "not_cached"
+    MODEL_ERROR = "model_error"
 
 
 #: One line per status, in the order of the README's table.
@@ -37,6 +38,8 @@ DESCRIPTIONS: dict[str, str] = {
     Status.WRONG_SCALE: "the image is not at FIRST's 1.8\"/px, so it would not be the image the model knows",
     Status.FETCH_FAILED: "downloading the cutout failed after every retry (the reason is in the log)",
     Status.NOT_CACHED: "--offline was given and the cutout is not in the cache",
+    Status.MODEL_ERROR: "the model gave no usable probability for the cutout (NaN or infinite): "
+    "a diverged or damaged model, not a property of the source",
 }
 
 

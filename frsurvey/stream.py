@@ -41,6 +41,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -57,17 +58,21 @@ from . import __version__
 from .catalog import (
     CatalogError,
     _check_exists,
+    _compression,
     _fits_hdu_table,
     _fits_table_choice,
+    _is_record,
     _plain_table,
     _write_fits,
     _write_votable,
     add_results,
+    check_compressed_size,
     find_position_columns,
     format_from_path,
     parse_positions,
     read_catalog,
     replace_atomically,
+    text_records,
     text_table,
     write_catalog,
 )
@@ -148,6 +153,9 @@ class CatalogChunks:
             raise ValueError(f"chunk size must be at least 1, not {chunk_size}")
         self.chunk_size = int(chunk_size)
         _check_exists(self.path)
+        check_compressed_size(self.path)
+        if self.format in ("csv", "ecsv") and _compression(self.path):
+            raise CatalogError(f"{str(self.path)!r} is a compressed {self.format} file: decompress it first")
 
     def __iter__(self) -> Iterator[Table]:
         chunks = {"fits": self._fits, "csv": self._csv, "ecsv": self._ecsv}.get(self.format, self._whole)
@@ -157,6 +165,10 @@ class CatalogChunks:
                 yield from chunks()
         except CatalogError:
             raise
+        except MemoryError:
+            raise CatalogError(
+                f"{str(self.path)!r}: a chunk of {self.chunk_size} rows does not fit in memory: give a smaller --chunk-size"
+            ) from None
         except (OSError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
             raise CatalogError(f"cannot read {str(self.path)!r} as {self.format}: {exc}") from exc
 
@@ -195,29 +207,34 @@ class CatalogChunks:
 
     # -------------------------------------------------------------- CSV and ECSV: records of text
 
-    def _records(self) -> tuple[bytes, Iterator[list[bytes]]]:
-        """Return the header and an iterator over lists of at most chunk_size records (raw bytes)."""
-        f = open(self.path, "rb")  # closed later
-        header: list[bytes] = []
-        for line in f:  # ECSV's commented header, then the line of column names
-            if self.format == "ecsv" and line.startswith(b"#"):
+    def _records(self) -> tuple[str, Iterator[list[tuple[int, str]]]]:
+        """Return the header and an iterator over lists of at most chunk_size records ``(line, text)``.
+
+        The file is read with universal newlines, as astropy reads a whole
+        file: ``\\r\\n``, ``\\r`` and ``\\n`` are all one line break, so a chunk's
+        values are the whole file's.
+        """
+        f = open(self.path, encoding="utf-8", newline=None)  # closed later
+        header: list[str] = []
+        records = text_records(f, " " if self.format == "ecsv" else ",")
+        for _, line in records:  # ECSV's commented header, then the line of column names
+            if self.format == "ecsv" and line.startswith("#"):
                 header.append(line)
                 continue
             if not line.strip():
                 continue
             header.append(line)
             break
-        if header and not header[-1].endswith(b"\n"):
-            header[-1] += b"\n"
-        records = _records(f)
+        if header and not header[-1].endswith("\n"):
+            header[-1] += "\n"
 
-        def chunks() -> Iterator[list[bytes]]:
+        def chunks() -> Iterator[list[tuple[int, str]]]:
             with f:
-                batch: list[bytes] = []
+                batch: list[tuple[int, str]] = []
                 rows = 0
                 for rec in records:
                     batch.append(rec)
-                    if rec.strip():
+                    if _is_record(rec[1], self.format):
                         rows += 1
                         if rows == self.chunk_size:
                             yield batch
@@ -225,7 +242,19 @@ class CatalogChunks:
                 if rows:
                     yield batch
 
-        return b"".join(header), chunks()
+        return "".join(header), chunks()
+
+    def _read(self, header: str, batch: list[tuple[int, str]], fmt: str, **kwargs: Any) -> Table:
+        """Parse one chunk's records; refuse it unless astropy read one row per record."""
+        t = Table.read(_text(header, batch), format=fmt, **kwargs)
+        lines = [line for line, rec in batch if _is_record(rec, self.format)]
+        if len(t) != len(lines):
+            stopped = f"; the reader stopped at line {lines[len(t)]}" if len(t) < len(lines) else ""
+            raise CatalogError(
+                f"{str(self.path)!r}: astropy read {len(t)} rows from lines {lines[0]}-{lines[-1]}, which hold "
+                f"{len(lines)} records{stopped} (an unbalanced quote or a malformed line?): refusing to lose rows"
+            )
+        return t
 
     def _ecsv(self) -> Iterator[Table]:
         header, chunks = self._records()
@@ -235,7 +264,7 @@ class CatalogChunks:
             yield read_catalog(self.path, format="ecsv")
             return
         for batch in itertools.chain([first, second], chunks):
-            yield Table.read(_text(header, batch), format="ascii.ecsv")
+            yield self._read(header, batch, "ascii.ecsv")
 
     def _csv(self) -> Iterator[Table]:
         # Types are inferred chunk by chunk; the whole file's type of a column is the widest of
@@ -248,7 +277,7 @@ class CatalogChunks:
             return
         kinds: list[dict[str, str]] = []
         for batch in itertools.chain([first, second], chunks):
-            t = Table.read(_text(header, batch), format="ascii.csv")
+            t = self._read(header, batch, "ascii.csv")
             kinds.append({name: t[name].dtype.kind for name in t.colnames})
         merged = {name: _widest([k[name] for k in kinds]) for name in kinds[0]}
         _, chunks = self._records()
@@ -258,37 +287,17 @@ class CatalogChunks:
                 from astropy.io import ascii
 
                 converters = {n: [ascii.convert_numpy(str)] for n in as_text}
-                t = Table.read(_text(header, batch), format="ascii.csv", converters=converters)
+                t = self._read(header, batch, "ascii.csv", converters=converters)
             else:
-                t = Table.read(_text(header, batch), format="ascii.csv")
+                t = self._read(header, batch, "ascii.csv")
             for n, k in merged.items():
                 if k == "f" and t[n].dtype.kind != "f":
                     t.replace_column(n, t[n].astype(np.float64))
             yield t
 
 
-def _records(f) -> Iterator[bytes]:
-    """Yield the records of a text table file: lines, with line breaks inside double quotes kept together."""
-    pending: list[bytes] = []
-    odd = False
-    for line in f:
-        if line.count(b'"') % 2:
-            odd = not odd
-        if odd:
-            pending.append(line)
-            continue
-        if pending:
-            pending.append(line)
-            yield b"".join(pending)
-            pending = []
-        else:
-            yield line
-    if pending:
-        yield b"".join(pending)
-
-
-def _text(header: bytes, batch: list[bytes]) -> str:
-    return (header + b"".join(batch)).decode("utf-8")
+def _text(header: str, batch: list[tuple[int, str]]) -> str:
+    return header + "".join(rec for _, rec in batch)
 
 
 def _widest(kinds: list[str]) -> str:
@@ -794,6 +803,7 @@ class ResumeJournal:
         #: Chunks finished by an earlier run (number -> file), found by :meth:`open`.
         self.finished: dict[int, Path] = {}
         self._lock_file = None
+        self._created = False
 
     # ------------------------------------------------------------------ opening
 
@@ -805,10 +815,7 @@ class ResumeJournal:
         frsurvey.catalog.CatalogError
             If another run holds the journal (is writing the same output).
         """
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CatalogError(f"cannot write beside the output {str(self.out)!r}: {exc}") from exc
+        self._make_dir()
         self._lock()
         old = self._read_manifest()
         chunks = self._chunk_files()
@@ -828,8 +835,60 @@ class ResumeJournal:
                 len(self.finished),
             )
 
+    def _make_dir(self) -> bool:
+        """Create the journal directory (if need be) and check it is safe to use; return whether it was created.
+
+        Raises
+        ------
+        frsurvey.catalog.CatalogError
+            If the journal path is a symbolic link, not a directory, or a
+            directory of another user: frsurvey never writes or deletes
+            through it.
+        """
+        created = False
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.path, 0o700)
+                created = True
+            except FileExistsError:
+                pass
+            check_private_dir(self.path, f"the journal of {str(self.out)!r}")
+        except OSError as exc:
+            raise CatalogError(f"cannot write beside the output {str(self.out)!r}: {exc}") from exc
+        return created
+
+    def acquire(self) -> None:
+        """Lock the journal directory without using it (a run that keeps no journal, ``--chunk-size 0``).
+
+        The directory is created if need be (and deleted by :meth:`discard`).
+
+        Raises
+        ------
+        frsurvey.catalog.CatalogError
+            If another run holds the journal, or it is not safe to use.
+        """
+        self._created = self._make_dir()
+        try:
+            self._lock()
+        except BaseException:
+            if self._created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
     def _lock(self) -> None:
-        f = open(self.path / _LOCK, "a+")  # closed by release()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path / _LOCK, flags, 0o600)
+        except OSError as exc:  # ELOOP: the lock file is a symbolic link
+            raise CatalogError(
+                f"cannot use {str(self.path / _LOCK)!r} as the lock of {str(self.out)!r}: {exc.strerror or exc} "
+                "(a symbolic link or not a regular file? frsurvey never writes through one): remove it"
+            ) from None
+        f = os.fdopen(fd, "r+")  # closed by release()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            f.close()
+            raise CatalogError(f"{str(self.path / _LOCK)!r} is not a regular file: remove it")
         if fcntl is not None:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -849,6 +908,8 @@ class ResumeJournal:
 
     def _read_manifest(self) -> dict | None:
         try:
+            if (self.path / _MANIFEST).is_symlink():  # never read through a link
+                return None
             value = json.loads((self.path / _MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
@@ -886,7 +947,7 @@ class ResumeJournal:
         out = {}
         for p in self.path.iterdir():
             m = _CHUNK.match(p.name)
-            if m:
+            if m and stat.S_ISREG(p.lstat().st_mode):  # never read through a symbolic link
                 out[int(m.group(1))] = p
         return out
 
@@ -924,6 +985,7 @@ class ResumeJournal:
                 raise ValueError(f"it holds {n} rows, the chunk has {rows}")
             if not set(status) <= set(DESCRIPTIONS):
                 raise ValueError(f"unknown statuses {sorted(set(status) - set(DESCRIPTIONS))}")
+            _check_chunk_values(status, p_fri, spread)
         except Exception as exc:  # a damaged file: the chunk is classified again
             log.warning("journal file %s cannot be used (%s): classifying chunk %d again", path, exc, k)
             self.finished.pop(k, None)
@@ -981,10 +1043,11 @@ class ResumeJournal:
     def discard_stale(cls, out: str | os.PathLike) -> None:
         """Delete the journal of an earlier run of ``out`` unless a run holds it (for runs that keep none)."""
         path = journal_path(out)
-        if not path.is_dir():
+        if path.is_symlink() or not path.is_dir():
             return
         journal = cls(out, {})
         try:
+            journal._make_dir()
             journal._lock()
         except CatalogError:
             return
@@ -992,10 +1055,50 @@ class ResumeJournal:
         journal.discard()
 
 
+def check_private_dir(path: Path, what: str) -> None:
+    """Raise :class:`~frsurvey.catalog.CatalogError` unless ``path`` is a real directory of this user.
+
+    A symbolic link (even to a directory) is refused, as is a directory owned
+    by another user: frsurvey deletes and writes files in its journal, and
+    must never do so in a directory someone else chose.
+    """
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise CatalogError(
+            f"{what} {str(path)!r} is a symbolic link: frsurvey never writes or deletes through one; "
+            "remove the link (or choose another --out)"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise CatalogError(f"{what} {str(path)!r} exists and is not a directory: remove it (or choose another --out)")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CatalogError(
+            f"{what} {str(path)!r} belongs to another user (uid {st.st_uid}): not using it; "
+            "remove it (or choose another --out)"
+        )
+
+
+def _check_chunk_values(status: np.ndarray, p_fri: np.ndarray, spread: np.ndarray) -> None:
+    """Raise ValueError unless a journal chunk's values are ones a run can give.
+
+    Classified rows: a finite probability in [0, 1] and a spread in [0, 0.5]
+    or NaN (one view); other rows: NaN for both.
+    """
+    ok = np.asarray([s == Status.OK for s in status], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        good_p = np.isfinite(p_fri) & (p_fri >= 0.0) & (p_fri <= 1.0)
+        good_sd = np.isnan(spread) | ((spread >= 0.0) & (spread <= 0.5))
+    if not (good_p[ok].all() and good_sd[ok].all()):
+        raise ValueError("a classified row has a probability outside [0, 1] or a spread outside [0, 0.5]")
+    if not (np.isnan(p_fri[~ok]).all() and np.isnan(spread[~ok]).all()):
+        raise ValueError("a row that was not classified has a probability")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: a temporary file beside it, flushed to disk, renamed."""
+    """Write ``data`` to ``path``: a new temporary file beside it (never through a link), flushed, renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    tmp.unlink(missing_ok=True)  # a left-over (or planted) file or link: never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -1148,27 +1251,36 @@ def classify_file(
             raise ValueError("--dask sends chunks to the workers: give a --chunk-size above 0")
         from .classify import classify_table
 
-        table = classify_table(
-            catalog,
-            images,
-            model,
-            source=source,
-            source_options=source_options,
-            ra_col=ra_col,
-            dec_col=dec_col,
-            format=format,
-            table_index=table_index,
-            batch_size=batch_size,
-            device=device,
-            workers=workers,
-            tta=tta,
-            amp=amp,
-            progress=progress,
-            gallery=gallery,
-            gallery_max=gallery_max,
-        )
-        path = write_catalog(table, out, format=out_format)
-        ResumeJournal.discard_stale(out)
+        guard = ResumeJournal(out, {})
+        guard.acquire()  # the same lock as chunked runs: two runs never write one output
+        try:
+            table = classify_table(
+                catalog,
+                images,
+                model,
+                source=source,
+                source_options=source_options,
+                ra_col=ra_col,
+                dec_col=dec_col,
+                format=format,
+                table_index=table_index,
+                batch_size=batch_size,
+                device=device,
+                workers=workers,
+                tta=tta,
+                amp=amp,
+                progress=progress,
+                gallery=gallery,
+                gallery_max=gallery_max,
+            )
+            path = write_catalog(table, out, format=out_format)
+        except BaseException:
+            if guard._created:  # an earlier run's journal stays for it; ours is only a lock
+                guard.discard()
+            else:
+                guard.release()
+            raise
+        guard.discard()  # also an earlier, unfinished run's journal: the output is complete
         statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
         return RunSummary(path, len(table), dict(statuses), 1)
     if dask is not None and gallery is not None:

@@ -29,7 +29,9 @@ one per request, in order) or permanently per position
 the body, then silence), ``truncate`` (half the body, with the full
 Content-Length), ``truncate_nolength`` (half the body, no Content-Length),
 ``html`` (an HTML error page with status 200), ``drop`` (connection closed
-without an answer).
+without an answer), ``drip`` (the whole Content-Length announced, then the
+body one byte every ``drip`` seconds), ``gzip_bomb`` (``Content-Encoding:
+gzip``: a small body that inflates to ``bomb_bytes`` of zeros).
 """
 
 from __future__ import annotations
@@ -52,7 +54,19 @@ FORM_PATH = "/current/cgi/basicform.pl"
 QUERY_PATH = "/current/cgi/runquery.pl"
 FITS_PREFIX = "/tempspace/fits/"
 FIRST_PATH = "/cgi-bin/firstcutout"
-FAULTS = ("503", "500", "404", "stall", "stall_body", "truncate", "truncate_nolength", "html", "drop")
+FAULTS = (
+    "503",
+    "500",
+    "404",
+    "stall",
+    "stall_body",
+    "truncate",
+    "truncate_nolength",
+    "html",
+    "drop",
+    "drip",
+    "gzip_bomb",
+)
 SURVEY = "VLA FIRST (1.4 GHz)"
 
 _MINIMAL_FORM = """<html><head><title>SkyView Query Form</title></head><body>
@@ -185,6 +199,10 @@ class FakeServices:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.delay = delay
         self.stall = stall
+        #: Seconds between the bytes of a ``drip`` body; bytes a ``gzip_bomb`` inflates to.
+        self.drip = 0.2
+        self.bomb_bytes = 1024**3
+        self._bomb: bytes | None = None
         self.form_page = skyview_form_page()
         self.lock = threading.Lock()
         self.counts: Counter = Counter()  # per path
@@ -241,6 +259,17 @@ class FakeServices:
         assert all(f in FAULTS for f in faults), faults
         with self.lock:
             self.faults[kind].extend(faults)
+
+    def gzip_bomb(self) -> bytes:
+        """Return a gzip stream of ``bomb_bytes`` zeros (made once, a megabyte at a time)."""
+        if self._bomb is None:
+            import zlib
+
+            z = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip container
+            block = bytes(1 << 20)
+            parts = [z.compress(block) for _ in range(self.bomb_bytes >> 20)]
+            self._bomb = b"".join(parts) + z.flush()
+        return self._bomb
 
     def fail_position(self, ra: float, dec: float, fault: str) -> None:
         """Answer every request for (ra, dec) (SkyView query, FIRST cutout) with ``fault``."""
@@ -410,6 +439,27 @@ class FakeServices:
                 return
             if fault == "html":
                 body, ctype = _ERROR_PAGE, "text/html"
+            if fault == "gzip_bomb":
+                bomb = self.gzip_bomb()
+                h.send_response(status)
+                h.send_header("Content-Type", ctype)
+                h.send_header("Content-Encoding", "gzip")
+                h.send_header("Content-Length", str(len(bomb)))
+                h.end_headers()
+                h.wfile.write(bomb)
+                return
+            if fault == "drip":
+                h.send_response(status)
+                h.send_header("Content-Type", ctype)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                for i in range(len(body)):
+                    h.wfile.write(body[i : i + 1])
+                    h.wfile.flush()
+                    if self._stop.wait(self.drip):
+                        break
+                h.close_connection = True
+                return
             h.send_response(status)
             h.send_header("Content-Type", ctype)
             if fault == "truncate_nolength":

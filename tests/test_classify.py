@@ -115,7 +115,8 @@ def test_every_status_is_reached_by_a_real_bad_input(zoo_cli, status_zoo):
     assert "Traceback" not in proc.stderr
     out = read_catalog(out_path)
     assert list(out["FR_STATUS"]) == expected
-    assert set(expected) == set(DESCRIPTIONS) - {Status.FETCH_FAILED, Status.NOT_CACHED}  # all a local run can give
+    # all a local run of a checkpoint can give (model_error needs a broken model object: test_hostile.py)
+    assert set(expected) == set(DESCRIPTIONS) - {Status.FETCH_FAILED, Status.NOT_CACHED, Status.MODEL_ERROR}
     check_results(out)
     cat = read_catalog(catalog)
     assert out.colnames == [*cat.colnames, *OUR_COLUMNS]

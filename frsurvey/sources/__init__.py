@@ -51,7 +51,10 @@ _REMOTE_OPTIONS = (
     "backoff",
     "backoff_max",
     "give_up_after",
+    "max_bytes",
 )
+#: Options of the local source only.
+_LOCAL_OPTIONS = ("max_image_pixels", "max_image_bytes")
 
 
 def make_source(
@@ -76,8 +79,9 @@ def make_source(
     **options
         For the online sources: ``cache``, ``offline``, ``workers``,
         ``max_rate``, ``timeout``, ``retries``, ``backoff``, ``backoff_max``,
-        ``give_up_after`` (None values take the defaults); ignored by ``local``. For ``local``:
-        ``pixel_scale``.
+        ``give_up_after``, ``max_bytes`` (None values take the defaults); ignored by ``local``.
+        For ``local``: ``pixel_scale``, ``max_image_pixels``, ``max_image_bytes`` (ignored by the
+        online sources).
 
     Raises
     ------
@@ -86,11 +90,12 @@ def make_source(
     """
     name = source or ("local" if images is not None else "skyview")
     remote = {k: v for k, v in options.items() if k in _REMOTE_OPTIONS and v is not None}
-    other = {k: v for k, v in options.items() if k not in _REMOTE_OPTIONS}
+    local = {k: v for k, v in options.items() if k in _LOCAL_OPTIONS and v is not None}
+    other = {k: v for k, v in options.items() if k not in _REMOTE_OPTIONS and k not in _LOCAL_OPTIONS}
     if name == "local":
         if images is None:
             raise ValueError("--source local needs --images DIR")
-        return LocalFITSSource(images, **other)
+        return LocalFITSSource(images, **other, **local)
     if name in ("skyview", "first") and images is not None:
         raise ValueError(f"--images DIR is a local source: give --source local, or drop --images to use {name}")
     if name == "skyview":

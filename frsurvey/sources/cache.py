@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["CutoutCache", "default_cache_dir"]
+__all__ = ["CutoutCache", "check_path_part", "default_cache_dir"]
 
 #: Environment variable that overrides the default cache directory.
 CACHE_ENV = "FRSURVEY_CACHE"
@@ -48,8 +48,30 @@ def default_cache_dir() -> Path:
 
 
 def _slug(text: str) -> str:
-    """Return ``text`` as a file-name part: runs of other characters become ``_``."""
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "_"
+    """Return ``text`` as a file-name part: runs of other characters become ``_``.
+
+    Raises
+    ------
+    ValueError
+        If the part would name no file of its own (``.``, ``..``, or only dots).
+    """
+    part = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(text)).strip("_") or "_"
+    if part.strip(".") == "":
+        raise ValueError(f"{text!r} cannot be part of a cache path (it would name a directory above)")
+    return part
+
+
+def check_path_part(text: str, what: str) -> str:
+    """Return ``text`` if it can be one part of a cache path, else raise ValueError.
+
+    A part holds no path separator, NUL or other control character, and is
+    not empty, ``.`` or ``..`` (nor only dots): it cannot lead outside its
+    folder of the cache.
+    """
+    text = str(text)
+    if not text or text.strip(".") == "" or re.search(r"[/\\\x00-\x1f]", text) or (os.altsep and os.altsep in text):
+        raise ValueError(f"{what} {text!r} cannot be part of a cache path: no separators, no '..', not empty")
+    return text
 
 
 def _umask() -> int:
@@ -84,9 +106,10 @@ class CutoutCache:
         """
         try:
             shard = f"ra{int(float(position.split()[0])) % 360:03d}"
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):
             shard = "other"
-        return self.root / _slug(service) / _slug(survey) / _slug(size) / shard / f"{_slug(position)}.fits"
+        parts = [check_path_part(v, w) for v, w in ((service, "service"), (survey, "survey"), (size, "size"))]
+        return self.root / _slug(parts[0]) / _slug(parts[1]) / _slug(parts[2]) / shard / f"{_slug(position)}.fits"
 
     def write(self, path: str | os.PathLike, content: bytes) -> Path:
         """Write ``content`` to ``path`` atomically (temporary file, then rename) and return the path.

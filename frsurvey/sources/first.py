@@ -43,6 +43,8 @@ class FIRSTSource(RemoteSource):
     def __init__(self, url: str | None = None, *, image_size: float = IMAGE_SIZE, **options: Any) -> None:
         super().__init__(url, **options)
         self.image_size = float(image_size)
+        if not (np.isfinite(self.image_size) and self.image_size > 0):
+            raise ValueError(f"image_size must be a number of arcmin above 0, not {image_size!r}")
 
     def describe(self) -> str:
         """Return ``first:<url> size=9' (cache <dir>)``."""

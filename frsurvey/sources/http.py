@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -34,6 +35,7 @@ __all__ = [
     "as_fetch_error",
     "check_response",
     "conf",
+    "read_body",
     "retry_delay",
     "validate_fits",
 ]
@@ -49,7 +51,12 @@ class FetchConf:
     Attributes
     ----------
     timeout : float
-        Seconds to wait for a connection, and for each read from it.
+        Seconds one download may take in all (connection, headers and the
+        whole body); also the limit on each read from the connection.
+    max_bytes : int
+        Largest body, in bytes, a download may bring, counted after
+        decompression (``Content-Encoding: gzip``): 64 MiB. A FIRST cutout
+        is about 0.4 MB.
     retries : int
         Further attempts after a failed one (so ``retries + 1`` in all).
     backoff : float
@@ -68,6 +75,7 @@ class FetchConf:
     """
 
     timeout: float = 60.0
+    max_bytes: int = 64 * 1024**2
     retries: int = 4
     backoff: float = 1.0
     backoff_max: float = 60.0
@@ -154,6 +162,16 @@ class PoliteSession(requests.Session):
         Request starts per second, at most (None or 0: no limit).
     user_agent : str, optional
         Prepended to the ``User-Agent`` header.
+    max_bytes : int
+        Largest body of a response, decompressed (default ``conf.max_bytes``).
+
+    Notes
+    -----
+    A request that does not ask to stream has its body read here, counted
+    as it is decompressed, and given up (:class:`FetchError`) when it grows
+    past ``max_bytes`` or the whole request takes longer than ``timeout``
+    seconds: a slow or endless body cannot hold a row longer than that, nor
+    fill the memory.
     """
 
     def __init__(
@@ -162,31 +180,178 @@ class PoliteSession(requests.Session):
         workers: int = conf.workers,
         max_rate: float | None = conf.max_rate,
         user_agent: str = "",
+        max_bytes: int = conf.max_bytes,
     ) -> None:
         super().__init__()
         self.timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
         self.workers = max(1, int(workers))
         self.limiter = RateLimiter(max_rate)
         self._slots = threading.BoundedSemaphore(self.workers)
         self._count_lock = threading.Lock()
         #: Requests sent so far by this session.
         self.requests_sent = 0
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.workers))
+        adapter = _TrackingAdapter(pool_connections=4, pool_maxsize=max(10, self.workers))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         if user_agent:
             self.headers["User-Agent"] = f"{user_agent} {self.headers['User-Agent']}"
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
-        """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`)."""
+        """Send a request once a worker slot and a rate slot are free (see :class:`requests.Session`).
+
+        Unless ``stream=True``, the body is read within the byte cap and the
+        deadline (``timeout`` seconds for the whole request).
+        """
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
+        stream = bool(kwargs.pop("stream", False))
         with self._slots:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests_sent += 1
-            # without stream=True the body is read inside, so the slot covers the whole transfer
-            return super().request(method, url, *args, **kwargs)
+            # the body is read inside, so the slot covers the whole transfer
+            deadline = time.monotonic() + self.timeout
+            me = threading.get_ident()
+            late = threading.Event()
+
+            def cut_off() -> None:  # headers still not in at the deadline: end the connection's reads
+                late.set()
+                conn = _IN_USE.get(me)
+                if conn is not None:
+                    _shut_socket(getattr(conn, "sock", None))
+
+            timer = threading.Timer(self.timeout, cut_off)
+            timer.daemon = True
+            timer.start()
+            try:
+                response = super().request(method, url, *args, stream=True, **kwargs)
+            except Exception:
+                if late.is_set():
+                    raise FetchError(
+                        f"the download from {url} took longer than {self.timeout:g} s (--fetch-timeout)"
+                    ) from None
+                raise
+            finally:
+                timer.cancel()
+                _IN_USE.pop(me, None)
+            if not stream:
+                read_body(response, self.max_bytes, deadline, self.timeout)
+            return response
+
+
+def read_body(response: requests.Response, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    """Read a streamed response's body (decompressed) into ``response.content``, within limits.
+
+    Raises
+    ------
+    FetchError
+        When the body grows past ``max_bytes`` (not retryable: the same
+        request would bring the same body) or is not complete at
+        ``deadline`` (``time.monotonic()``; retryable). The connection is
+        closed in both cases.
+    """
+    parts: list[bytes] = []
+    total = 0
+    late = threading.Event()
+
+    def cut_off() -> None:  # a read blocked past the deadline: shutting the socket down ends it
+        late.set()
+        _shut_down(response)
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+    timer.daemon = True
+    timer.start()
+    try:
+        for part in response.iter_content(1 << 16):
+            total += len(part)
+            if total > max_bytes:
+                response.close()
+                raise FetchError(
+                    f"the body from {response.url} is larger than {max_bytes} bytes (decompressed; "
+                    "the cap on one download, --max-download-bytes)",
+                    retryable=False,
+                )
+            if time.monotonic() > deadline:
+                raise FetchError(f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)")
+            parts.append(part)
+    except FetchError:
+        response.close()
+        raise
+    except Exception:
+        response.close()
+        if late.is_set() or time.monotonic() > deadline:
+            raise FetchError(
+                f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)"
+            ) from None
+        raise
+    finally:
+        timer.cancel()
+    if late.is_set():
+        raise FetchError(f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)")
+    content = b"".join(parts)
+    response._content = content
+    response._content_consumed = True
+    return content
+
+
+#: The connection each thread is sending a request on (thread id -> urllib3 connection).
+_IN_USE: dict[int, Any] = {}
+
+
+def _shut_socket(sock) -> None:
+    """Shut a socket down for reading and writing: a read blocked on it in another thread returns at once."""
+    import socket
+
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _tracked(cls):
+    """Return a urllib3 connection class that notes, per thread, the connection a request is sent on."""
+
+    class Tracked(cls):
+        def request(self, *args, **kwargs):  # type: ignore[override]
+            _IN_USE[threading.get_ident()] = self
+            return super().request(*args, **kwargs)
+
+    Tracked.__name__ = f"Tracked{cls.__name__}"
+    return Tracked
+
+
+def _tracking_pools() -> dict:
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    http = type("TrackedHTTPConnectionPool", (HTTPConnectionPool,), {})
+    http.ConnectionCls = _tracked(HTTPConnectionPool.ConnectionCls)
+    https = type("TrackedHTTPSConnectionPool", (HTTPSConnectionPool,), {})
+    https.ConnectionCls = _tracked(HTTPSConnectionPool.ConnectionCls)
+    return {"http": http, "https": https}
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose connections can be found (and shut down) by the thread that sends on them."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _tracking_pools()
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
+    raw = response.raw
+    for sock in (
+        getattr(getattr(raw, "_connection", None), "sock", None),
+        getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None),
+    ):
+        _shut_socket(sock)
+    try:
+        response.close()
+    except Exception:  # closing a response another thread reads from: best effort
+        pass
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
 #: Relative tolerance on the pixel scale before an image counts as not FIRST's.
 SCALE_TOLERANCE = 0.01
+#: Largest image, in pixels, read whole into memory (``--max-image-pixels``): 100 million (10,000 x 10,000).
+#: Compressed images (``.gz``, ``.fz``, tile-compressed HDUs) and scaled integer images are
+#: decompressed whole by astropy to cut one window; uncompressed images are read by rows and not limited.
+MAX_IMAGE_PIXELS = 100_000_000
+#: Largest image, in bytes of its decoded pixels, read whole into memory (``--max-image-bytes``): 512 MiB.
+MAX_IMAGE_BYTES = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class ImageRecord:
     data_offset: int = -1
     #: Their FITS dtype (big-endian float), when ``data_offset`` is set.
     dtype: str = ""
+    #: Why the image is never read (it declares more pixels than the caps allow), or "".
+    refused: str = ""
 
 
 #: Header cards that never bear on a WCS; SkyView writes hundreds, and WCS() would parse them all.
@@ -110,8 +118,49 @@ def _open(path: str):
     return fits.open(path, memmap=not path.endswith((".gz", ".fz")), lazy_load_hdus=True)
 
 
-def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
-    """Return the indexable images in one FITS file and, if none, why."""
+def _read_whole(path: str, hdul, hdu) -> bool:
+    """Whether astropy must decode the whole image to give any of its pixels (compressed or scaled).
+
+    A compressed file is told by its content (astropy opens a gzip file
+    whatever its name), not only by its name.
+    """
+    from astropy.io import fits
+
+    header = hdu.header
+    compression = getattr(getattr(hdul, "_file", None), "compression", None)
+    return (
+        bool(compression)
+        or path.lower().endswith((".gz", ".fz", ".bz2", ".zip"))
+        or isinstance(hdu, fits.CompImageHDU)
+        or any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
+    )
+
+
+def _too_big(path: str, hdul, hdu, npix: int, max_pixels: int, max_bytes: int) -> str:
+    """Return why an image that is read whole is over the caps (from its header alone), or ""."""
+    if not _read_whole(path, hdul, hdu):
+        return ""
+    header = hdu.header
+    scaled = any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
+    nbytes = npix * max(abs(int(header.get("BITPIX", 8))) // 8, 8 if scaled else 1)
+    if npix > max_pixels or nbytes > max_bytes:
+        return (
+            f"it declares {npix} pixels ({nbytes} bytes decoded), which would have to be decompressed whole, "
+            f"above the caps of {max_pixels} pixels and {max_bytes} bytes (--max-image-pixels, --max-image-bytes)"
+        )
+    return ""
+
+
+def index_file(
+    path: str, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_IMAGE_BYTES
+) -> tuple[list[ImageRecord], str | None]:
+    """Return the indexable images in one FITS file and, if none, why.
+
+    An image that would be decompressed whole and declares more than
+    ``max_pixels`` pixels or ``max_bytes`` bytes is indexed with its
+    ``refused`` reason: rows it alone covers get ``bad_image``, and it is
+    never decompressed.
+    """
     records: list[ImageRecord] = []
     why = "no image HDU (NAXIS >= 2)"
     try:
@@ -131,7 +180,9 @@ def index_file(path: str) -> tuple[list[ImageRecord], str | None]:
                     if wcs is None:
                         why = f"HDU {i}: {refused}"
                         continue
-                    records.append(_record(path, i, nx, ny, wcs, _raw_layout(path, hdul, i, hdu, nx * ny)))
+                    too_big = _too_big(path, hdul, hdu, nx * ny, max_pixels, max_bytes)
+                    layout = (-1, "") if too_big else _raw_layout(path, hdul, i, hdu, nx * ny)
+                    records.append(_record(path, i, nx, ny, wcs, layout, too_big))
     except Exception as exc:  # empty, truncated or non-FITS files
         return [], f"not a readable FITS file ({type(exc).__name__}: {exc})"
     return records, None if records else why
@@ -149,6 +200,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     header = hdu.header
     if (
         path.endswith((".gz", ".fz", ".bz2", ".zip"))
+        or getattr(getattr(hdul, "_file", None), "compression", None)
         or isinstance(hdu, fits.CompImageHDU)
         or header.get("BITPIX") not in (-32, -64)
         or header.get("BSCALE", 1) != 1
@@ -184,7 +236,9 @@ class _RawPlane:
         return block.reshape(-1, rec.nx)[:, cols]
 
 
-def _record(path: str, hdu: int, nx: int, ny: int, wcs, layout: tuple[int, str] = (-1, "")) -> ImageRecord:
+def _record(
+    path: str, hdu: int, nx: int, ny: int, wcs, layout: tuple[int, str] = (-1, ""), refused: str = ""
+) -> ImageRecord:
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     scales = proj_plane_pixel_scales(wcs) * 3600.0
@@ -201,7 +255,16 @@ def _record(path: str, hdu: int, nx: int, ny: int, wcs, layout: tuple[int, str] 
     if abs(scales[0] - scales[1]) > SCALE_TOLERANCE * scale:
         scale = float("nan")  # non-square pixels: never FIRST's grid
     return ImageRecord(
-        path, hdu, nx, ny, wcs.to_header_string(relax=True), scale, tuple(float(v) for v in vec[0]), radius, *layout
+        path,
+        hdu,
+        nx,
+        ny,
+        wcs.to_header_string(relax=True),
+        scale,
+        tuple(float(v) for v in vec[0]),
+        radius,
+        *layout,
+        refused,
     )
 
 
@@ -308,20 +371,45 @@ class LocalFITSSource(ImageSource):
         The pixel scale in arcsec the images must have (FIRST's 1.8"); an
         image off by more than 1% is not used as if it were FIRST's: rows it
         alone covers get the status ``wrong_scale``.
+    max_image_pixels, max_image_bytes : int, optional
+        Caps on an image that must be decompressed whole to cut a window
+        (default :data:`MAX_IMAGE_PIXELS`, :data:`MAX_IMAGE_BYTES`), checked
+        on its header before any pixel is read.
+
+    Notes
+    -----
+    An image that cannot be read when a cutout is cut (truncated data, a
+    corrupt compressed tile, over the caps) is dropped from the index for
+    the rest of the run, with a warning, and the next image covering the
+    position is used; only when none is left is the row ``bad_image``.
     """
 
     name = "local"
 
-    def __init__(self, directory: str | os.PathLike, pixel_scale: float = PIXEL_SCALE_ARCSEC) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        pixel_scale: float = PIXEL_SCALE_ARCSEC,
+        max_image_pixels: int | None = None,
+        max_image_bytes: int | None = None,
+    ) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise FileNotFoundError(f"image directory {str(self.directory)!r} does not exist")
         self.pixel_scale = float(pixel_scale)
+        self._set_caps(max_image_pixels, max_image_bytes)
         self.records: list[ImageRecord] = []
         self.skipped: dict[str, str] = {}
         self._wcs: dict[int, object] = {}
+        self._dropped: dict[int, str] = {}  # images found unreadable in this run: why
         self._scan()
         self._files: OrderedDict = OrderedDict()
+
+    def _set_caps(self, max_image_pixels: int | None, max_image_bytes: int | None) -> None:
+        self.max_image_pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
+        self.max_image_bytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
+        if self.max_image_pixels < 1 or self.max_image_bytes < 1:
+            raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -342,7 +430,13 @@ class LocalFITSSource(ImageSource):
         return tree
 
     @classmethod
-    def from_files(cls, paths: list[str | os.PathLike], pixel_scale: float = PIXEL_SCALE_ARCSEC) -> LocalFITSSource:
+    def from_files(
+        cls,
+        paths: list[str | os.PathLike],
+        pixel_scale: float = PIXEL_SCALE_ARCSEC,
+        max_image_pixels: int | None = None,
+        max_image_bytes: int | None = None,
+    ) -> LocalFITSSource:
         """Return a source over the given FITS files only (no directory scan).
 
         Cutouts are located and cut exactly as for a directory holding just
@@ -352,9 +446,11 @@ class LocalFITSSource(ImageSource):
         paths = [Path(p) for p in paths]
         self.directory = paths[0] if len(paths) == 1 else Path(os.path.commonpath([str(p) for p in paths]))
         self.pixel_scale = float(pixel_scale)
+        self._set_caps(max_image_pixels, max_image_bytes)
         self.records = []
         self.skipped = {}
         self._wcs = {}
+        self._dropped = {}
         self._index(paths, warn=False)
         self._files = OrderedDict()
         return self
@@ -376,7 +472,7 @@ class LocalFITSSource(ImageSource):
 
     def _index(self, files: list[Path], warn: bool = True) -> None:
         for p in files:
-            records, why = index_file(str(p))
+            records, why = index_file(str(p), self.max_image_pixels, self.max_image_bytes)
             if why:
                 self.skipped[str(p)] = why
                 if warn:
@@ -451,6 +547,8 @@ class LocalFITSSource(ImageSource):
         best_margin = np.full(len(idx), -np.inf)
         best_rank = np.full(len(idx), -1)  # 1: right scale, 0: wrong scale
         best = np.full((len(idx), 3), np.nan)
+        dropped = getattr(self, "_dropped", {})
+        unreadable = np.full(len(idx), -1)  # an image found unreadable in this run that covers the position
         for c, js in per_image.items():
             rec = self.records[c]
             js = np.asarray(js)
@@ -460,6 +558,9 @@ class LocalFITSSource(ImageSource):
             x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
             margin = np.minimum.reduce([x + 0.5, rec.nx - 0.5 - x, y + 0.5, rec.ny - 0.5 - y])
             inside = np.isfinite(margin) & (margin > 0)
+            if c in dropped:  # unreadable: not used again in this run, but rows it alone covers say why
+                unreadable[js[inside]] = c
+                continue
             rank = 1 if self._scale_ok(rec) else 0
             better = inside & ((rank > best_rank[js]) | ((rank == best_rank[js]) & (margin > best_margin[js])))
             upd = js[better]
@@ -467,7 +568,11 @@ class LocalFITSSource(ImageSource):
             best_rank[upd] = rank
             best[upd] = np.stack([np.full(better.sum(), c), x[better], y[better]], axis=1)
         for j, i in enumerate(idx):
-            if best_rank[j] < 0:
+            if best_rank[j] < 0 and unreadable[j] >= 0:
+                rec = self.records[int(unreadable[j])]
+                why = dropped[int(unreadable[j])]
+                result[i] = Cutout.failed(Status.BAD_IMAGE, f"cannot read {rec.path}: {why}", rec.path)
+            elif best_rank[j] < 0:
                 result[i] = Cutout.failed(Status.NO_IMAGE, f"no image under {self.directory} covers the position")
             elif best_rank[j] == 0:
                 rec = self.records[int(best[j, 0])]
@@ -488,16 +593,47 @@ class LocalFITSSource(ImageSource):
             return key
         c, x, y = key
         rec = self.records[c]
+        if c in getattr(self, "_dropped", {}):  # found unreadable since the key was located
+            return self._instead(c, x, y, self._dropped[c])
+        if rec.refused:
+            return self._instead(c, x, y, rec.refused)
         try:
             # plain float images: only the window's rows are read, straight into native floats
             data = _RawPlane(rec) if rec.data_offset >= 0 else read_image(rec.path, rec.hdu, self._files)
             window, why = cut_window(data, x, y)
         except Exception as exc:  # truncated data, unreadable compression, ...
-            self._files.pop(rec.path, None)
-            return Cutout.failed(Status.BAD_IMAGE, f"cannot read {rec.path}: {type(exc).__name__}: {exc}", rec.path)
+            old = self._files.pop(rec.path, None)
+            if old is not None:
+                old.close()
+            return self._instead(c, x, y, f"{type(exc).__name__}: {exc}")
         if window is None:
             return Cutout.failed(Status.OUTSIDE_IMAGE, f"{why} ({rec.path})", rec.path)
         return Cutout(window, Status.OK, "", rec.path)
+
+    def _instead(self, c: int, x: float, y: float, why: str) -> Cutout:
+        """Drop unreadable image ``c`` from the index for this run; cut the position from the next image covering it."""
+        rec = self.records[c]
+        dropped = self.__dict__.setdefault("_dropped", {})
+        if c not in dropped:
+            dropped[c] = why
+            log.warning(
+                "cannot read %s (%s): not using it again in this run; the next image covering each of its "
+                "positions is used instead (rows no other image covers: %s)",
+                rec.path,
+                why,
+                Status.BAD_IMAGE,
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ra, dec = self._wcs_of(c).pixel_to_world_values(x, y)
+        failed = Cutout.failed(Status.BAD_IMAGE, f"cannot read {rec.path}: {why}", rec.path)
+        if not (np.isfinite(ra) and np.isfinite(dec)):
+            return failed
+        other = self.locate(np.array([float(ra)]), np.array([float(dec)]))[0]
+        if isinstance(other, Cutout):  # no other image covers it (or only one at another scale)
+            return failed if other.status == Status.NO_IMAGE else other
+        log.info("(%.6f, %.6f): using %s instead of %s", ra, dec, self.records[other[0]].path, rec.path)
+        return self.load(other)
 
     def close(self) -> None:
         """Close the FITS files kept open between cutouts."""

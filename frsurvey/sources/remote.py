@@ -88,7 +88,9 @@ class RemoteSource(ImageSource):
         Requests started per second, at most, over all threads (default
         ``conf.max_rate``; 0: no limit).
     timeout : float, optional
-        Seconds to wait for a connection and for each read (default ``conf.timeout``).
+        Seconds one download may take in all, and each read (default ``conf.timeout``).
+    max_bytes : int, optional
+        Largest body of one download, decompressed (default ``conf.max_bytes``, 64 MiB).
     retries : int, optional
         Further attempts after a failed one (default ``conf.retries``).
     backoff, backoff_max : float, optional
@@ -119,8 +121,12 @@ class RemoteSource(ImageSource):
         backoff: float | None = None,
         backoff_max: float | None = None,
         give_up_after: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.url = str(url or self.URL)
+        self.max_bytes = int(conf.max_bytes if max_bytes is None else max_bytes)
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
         self.cache = cache if isinstance(cache, CutoutCache) else CutoutCache(cache)
         self.offline = bool(offline)
         self.workers = int(conf.workers if workers is None else workers)
@@ -171,7 +177,13 @@ class RemoteSource(ImageSource):
         if rt is None or rt.pid != os.getpid():  # first use, or a forked child: never reuse the parent's locks
             from .. import __version__
 
-            session = PoliteSession(self.timeout, self.workers, self.max_rate, user_agent=f"frsurvey/{__version__}")
+            session = PoliteSession(
+                self.timeout,
+                self.workers,
+                self.max_rate,
+                user_agent=f"frsurvey/{__version__}",
+                max_bytes=getattr(self, "max_bytes", conf.max_bytes),
+            )
             rt = self._rt = _Runtime(session)
         return rt
 

@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import numpy as np
 
+from .cache import check_path_part
 from .http import FetchError, PoliteSession, check_response
 from .remote import RemoteSource
 
@@ -113,8 +114,10 @@ class SkyViewSource(RemoteSource):
 
     def __init__(self, url: str | None = None, *, survey: str = SURVEY, pixels: int = PIXELS, **options: Any) -> None:
         super().__init__(url, **options)
-        self.survey = str(survey)
+        self.survey = check_path_part(str(survey), "survey")
         self.pixels = int(pixels)
+        if self.pixels < 1:
+            raise ValueError(f"pixels must be at least 1, not {self.pixels}")
 
     def describe(self) -> str:
         """Return ``skyview:<url> survey=... pixels=... (cache <dir>)``."""
