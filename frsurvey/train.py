@@ -399,6 +399,11 @@ def train_model(
             if cfg.patience and bad_epochs >= cfg.patience:
                 log.info("early stop after epoch %d: no better validation loss in %d epochs", epoch + 1, bad_epochs)
                 break
+    if best[2] is None:
+        raise ValueError(
+            f"training diverged: the loss was NaN or infinite in every one of {len(history['train_loss'])} epoch(s); "
+            "try a smaller --lr"
+        )
     net.load_state_dict(best[2])
     out_hist: dict[str, Any] = dict(history)
     out_hist["best_epoch"] = best[1] + 1
