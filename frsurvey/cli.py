@@ -1,7 +1,9 @@
 """The ``frsurvey`` command: a thin layer of argparse over the Python API.
 
 Exit codes: 0 every row classified; 3 the run finished but some rows could
-not be classified (see FR_STATUS); 2 unusable input (bad options, unreadable
+not be classified (see FR_STATUS); 4 ``train`` finished but its model did
+not learn (it predicts one class for the whole validation split, or is no
+better than always answering the larger class); 2 unusable input (bad options, unreadable
 catalog, no position columns, missing or refused model, missing data, an
 output that cannot be written); 130 interrupted by Ctrl-C and 143 by SIGTERM
 (``classify`` can be resumed: the same command again); 1 an unexpected error
@@ -22,6 +24,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL = 3
+EXIT_NOT_LEARNED = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -229,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", "-o", required=True, help="checkpoint to write")
     t.add_argument("--name", help="model name for the card (default: the architecture)")
     t.add_argument("--report", metavar="DIR", help="also write training curves and validation figures here")
+    t.add_argument(
+        "--accept-chance",
+        action="store_true",
+        help="exit 0 even when the model did not learn (one class for all validation images, or accuracy at "
+        "chance level; by default that is exit 4). For trying the plumbing with a few epochs",
+    )
     _add_common(t)
     t.set_defaults(func=_cmd_train)
 
@@ -431,6 +440,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         m.pop("prob")
         m.pop("spread")
         model.card["metrics"]["frdeep_f_test"] = m
+    failure = None if args.accept_chance else learning_failure(model.card["metrics"]["validation"])
+    if failure is not None:
+        model.card["learning_failure"] = failure
     save_model(model, args.out)
     if args.report:
         from .evaluate import write_report
@@ -441,12 +453,60 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "frdeep_f_test" in model.card["metrics"]:
         test_note = f", FRDEEP-F test accuracy {model.card['metrics']['frdeep_f_test']['accuracy']:.3f}"
     print(
-        f"frsurvey: trained {args.arch if args.members == 1 else f'{args.members} x {args.arch}'} on {len(labels)} images for {len(history['train_loss'])} epochs "
+        f"frsurvey: trained {args.arch if args.members == 1 else f'{args.members} x {args.arch}'} on {model.card['n_train']} images "
+        f"(validated on {model.card['n_val']}) for {len(history['train_loss'])} epochs "
         f"(kept epoch {history['best_epoch']}): validation accuracy {v.get('accuracy', float('nan')):.3f}"
         f"{test_note} -> {args.out}",
         file=sys.stderr,
     )
+    if failure is not None:
+        print(
+            f"frsurvey: error: the model did not learn: {failure}. Its checkpoint is in {args.out} only to be "
+            "looked at; do not classify with it. Try more --epochs, another --lr or --seed, and look at the "
+            "epoch lines (validation loss and accuracy) or the curves of --report",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_LEARNED
     return EXIT_OK
+
+
+def learning_failure(validation: dict) -> str | None:
+    """Return why a model's validation metrics show that it learned nothing, or None when they do not.
+
+    Parameters
+    ----------
+    validation : dict
+        :func:`frsurvey.metrics.binary_metrics` of the validation split
+        (its ``confusion_matrix`` is used).
+
+    Returns
+    -------
+    str or None
+        A sentence when the model predicts one class for every validation
+        image, or when its accuracy is no better than always answering the
+        larger class (chance level); None otherwise, and when there is no
+        validation split.
+    """
+    import numpy as np
+
+    cm = np.asarray(validation.get("confusion_matrix", []), dtype=int)
+    if cm.ndim != 2 or cm.sum() == 0:
+        return None
+    n = int(cm.sum())
+    predicted = cm.sum(axis=0)
+    truth = cm.sum(axis=1)
+    names = ("FRI", "FRII")
+    if (predicted > 0).sum() <= 1:
+        one = names[int(np.argmax(predicted))]
+        return f"it predicts {one} for all {n} validation images"
+    acc = float(np.trace(cm)) / n
+    chance = float(truth.max()) / n
+    if acc <= chance:
+        return (
+            f"its validation accuracy {acc:.3f} is no better than {chance:.3f}, that of always answering "
+            f"{names[int(np.argmax(truth))]} (chance level)"
+        )
+    return None
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
