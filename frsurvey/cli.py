@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +59,66 @@ def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
     root.propagate = False
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default (those whose help text does not already say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or isinstance(action, argparse._VersionAction)
+        ):
+            return text
+        default = str(action.default).replace("%", "%%")
+        return f"{text} (default {default})" if text else f"(default {default})"
+
+
+#: Architectures ``train --arch`` builds.
+TRAIN_ARCHS = ("lenet", "cnn", "d4cnn", "resnet18")
+
+
+def _device(text: str) -> str:
+    """Return a ``--device`` value, or raise the argparse error that says which values there are."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a device: give auto (a GPU when there is one), cpu, cuda (cuda:N for the N-th GPU) or mps"
+    )
+
+
+def _arch(text: str) -> str:
+    """Return a ``--arch`` value, or raise the argparse error that says what to give instead."""
+    if text == "ensemble":
+        raise argparse.ArgumentTypeError(
+            "an ensemble is not an architecture: give --members N to train N networks of --arch (e.g. "
+            "--arch cnn --members 5) and average them"
+        )
+    if text not in TRAIN_ARCHS:
+        raise argparse.ArgumentTypeError(f"unknown architecture {text!r}: give one of {', '.join(TRAIN_ARCHS)}")
+    return text
+
+
+def _int_at_least(lowest: int):
+    """Return an argparse type: an integer >= ``lowest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"give {lowest} or more, not {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lowest}"
+    return parse
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary line")
@@ -70,9 +131,19 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="model checkpoint, or a shipped model by name: default (one network, one pass per source) or "
         "accurate (the 5-network ensemble it was distilled from); default: default",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda (default auto)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing images (default 0)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=64, help="images per forward pass (default 64)")
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=0,
+        help="DataLoader processes preparing images (default 0: in this process)",
+    )
 
 
 def _add_catalog_options(p: argparse.ArgumentParser) -> None:
@@ -124,43 +195,92 @@ def _fetch_options(args: argparse.Namespace) -> dict:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
+    from .datasets import DATA_ENV, FRDEEPF, default_data_dir
+
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset")
-    g.add_argument("--data-root", default="~/.frsurvey/data", help="where the dataset lives or is unpacked")
-    g.add_argument("--download", action="store_true", help="fetch the dataset if it is not in --data-root")
-    g.add_argument("--dataset-url", help="fetch the archive from here (URL, file:// or a path) instead")
+    g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset (FRDEEP-F: 600 FIRST images)")
+    g.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help=f"where the dataset is, or is unpacked (default: ${DATA_ENV}, else the platform's user data folder, "
+        f"here {default_data_dir()})",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help=f"fetch the dataset into --data-root if it is not there yet (from {FRDEEPF.url}, 0.3 MB)",
+    )
+    g.add_argument(
+        "--dataset-url",
+        metavar="URL",
+        help="fetch the dataset archive from here instead (http(s)://, file:// or a path; implies --download)",
+    )
     g.add_argument("--catalog", help="a labeled catalog; its images come from --images like classify's")
     g.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images for --catalog")
-    g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog")
-    g.add_argument("--ra-col", help="right ascension column of --catalog")
-    g.add_argument("--dec-col", help="declination column of --catalog")
+    g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog (default fr_class)")
+    g.add_argument("--ra-col", help="right ascension column of --catalog (default: found by UCD or name)")
+    g.add_argument("--dec-col", help="declination column of --catalog (default: found by UCD or name)")
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--arch", default="cnn", help="architecture: lenet, cnn, d4cnn, resnet18 (default cnn)")
-    g.add_argument("--width", type=int, help="channel width of cnn/d4cnn")
-    g.add_argument("--stem-stride", type=int, help="cnn/d4cnn: stride of the first convolution (2: a quarter the work)")
+def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> None:
+    g = p.add_argument_group(title)
+    g.add_argument("--arch", type=_arch, default="cnn", help=f"architecture: {', '.join(TRAIN_ARCHS)} (default cnn)")
+    g.add_argument("--width", type=_int_at_least(1), help="channel width of cnn/d4cnn (default: the network's, 16)")
+    g.add_argument(
+        "--stem-stride",
+        type=_int_at_least(1),
+        help="cnn/d4cnn: stride of the first convolution (2: a quarter the work; default 1)",
+    )
     g.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"], help="cnn/d4cnn: input stretch")
     g.add_argument("--radial", action="store_true", help="cnn/d4cnn: also give the distance from the centre")
-    g.add_argument("--center-zoom", type=int, default=0, help="cnn/d4cnn: also give the centre magnified N times")
-    g.add_argument("--members", type=int, default=1, help="train N networks (seeds seed..seed+N-1): an ensemble")
-    g.add_argument("--orientation", default="continuous", choices=["continuous", "d4", "mixed"], help="rotations")
-    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this")
-    g.add_argument("--epochs", type=int, default=40)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"])
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--schedule", default="cosine", choices=["cosine", "none"])
+    g.add_argument(
+        "--center-zoom",
+        type=_int_at_least(0),
+        default=0,
+        help="cnn/d4cnn: also give the centre magnified N times (default 0: not)",
+    )
+    g.add_argument(
+        "--members",
+        type=_int_at_least(1),
+        default=1,
+        help="train N networks (seeds seed..seed+N-1) and average them: an ensemble (default 1)",
+    )
+    g.add_argument(
+        "--orientation",
+        default="continuous",
+        choices=["continuous", "d4", "mixed"],
+        help="augmentation: rotations by any angle, by multiples of 90 degrees and mirrorings (d4), or both",
+    )
+    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this factor")
+    g.add_argument("--epochs", type=_int_at_least(1), default=40, help="passes over the training images")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=32, help="images per training step")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"], help="optimizer")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    g.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["cosine", "none"],
+        help="learning rate: 2 warm-up epochs then a cosine decay, or constant",
+    )
     g.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
     g.add_argument("--no-balance", action="store_true", help="do not balance the classes")
     g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
-    g.add_argument("--patience", type=int, default=15, help="early stopping patience in epochs (0: none)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--workers", type=int, default=0)
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--patience", type=_int_at_least(0), default=15, help="early stopping patience in epochs (0: none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same weights)")
+    g.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
+    )
+    g.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=0,
+        help="DataLoader processes (default 0: in this process; the images are in memory already)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,20 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="frsurvey",
+        formatter_class=_HelpFormatter,
         description="Fanaroff-Riley classification of radio sources in FIRST images, for whole catalogs.",
     )
     parser.add_argument("--version", action="version", version=f"frsurvey {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    c = sub.add_parser("classify", help="add FR_CLASS, P_FRI, P_FRII, FR_STATUS to a catalog")
+    c = sub.add_parser(
+        "classify", formatter_class=_HelpFormatter, help="add FR_CLASS, P_FRI, P_FRII, FR_STATUS to a catalog"
+    )
     _add_catalog_options(c)
     c.add_argument("--out", "-o", required=True, help="output catalog; format from extension (.vot .fits .ecsv .csv)")
-    c.add_argument("--out-format", help="force the output format")
+    c.add_argument("--out-format", help="force the output format (fits, votable, ecsv, csv)")
     _add_source_options(c)
     _add_model_options(c)
     c.add_argument("--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)")
-    c.add_argument("--gallery-max", type=int, default=48, metavar="N", help="rows in the gallery (default 48)")
+    c.add_argument(
+        "--gallery-max", type=_int_at_least(1), default=48, metavar="N", help="rows in the gallery (default 48)"
+    )
     c.add_argument(
         "--no-tta",
         action="store_true",
@@ -190,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--threads",
-        type=int,
+        type=_int_at_least(1),
         metavar="N",
         help="CPU threads of the model (torch's intra-op threads; default: torch's, one per core). "
         "On a machine shared with other work, 1 is often fastest",
@@ -198,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = c.add_argument_group("large catalogs and clusters")
     g.add_argument(
         "--chunk-size",
-        type=int,
+        type=_int_at_least(0),
         default=50_000,
         metavar="N",
         help="rows read, classified and written at a time (default 50000; 0: the whole catalog in memory)",
@@ -218,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
 
-    f = sub.add_parser("fetch", help="download a catalog's cutouts into the cache, without classifying")
+    f = sub.add_parser(
+        "fetch", formatter_class=_HelpFormatter, help="download a catalog's cutouts into the cache, without classifying"
+    )
     _add_catalog_options(f)
     f.add_argument("--source", choices=["skyview", "first"], default="skyview", help="online source (default skyview)")
     _add_fetch_options(f)
@@ -226,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(f)
     f.set_defaults(func=_cmd_fetch)
 
-    t = sub.add_parser("train", help="train a model on FRDEEP-F and/or a labeled catalog")
+    t = sub.add_parser(
+        "train", formatter_class=_HelpFormatter, help="train a model on FRDEEP-F and/or a labeled catalog"
+    )
     _add_data_options(t)
     _add_training_options(t)
     t.add_argument("--out", "-o", required=True, help="checkpoint to write")
@@ -241,17 +370,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(t)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="metrics and figures of a model on a dataset or labeled catalog")
+    e = sub.add_parser(
+        "evaluate",
+        formatter_class=_HelpFormatter,
+        help="metrics and figures of a model on a dataset or labeled catalog",
+    )
     _add_data_options(e)
     e.add_argument("--split", choices=["train", "test"], default="test", help="FRDEEP-F split (default test)")
     e.add_argument("--model", help="checkpoint to evaluate (default: the shipped model)")
-    e.add_argument("--cv", type=int, metavar="K", help="instead: K-fold cross-validation of training on the data")
-    _add_training_options(e)
-    e.add_argument("--out-dir", required=True, help="where metrics.json and the PNG figures go")
+    e.add_argument(
+        "--cv",
+        type=_int_at_least(2),
+        metavar="K",
+        help="instead: K-fold cross-validation of training on the data (the training options below apply)",
+    )
+    _add_training_options(e, "training (only with --cv: how each fold's model is trained)")
+    e.add_argument("--out-dir", required=True, metavar="DIR", help="where metrics.json and the PNG figures go")
     _add_common(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("samp", help="classify every table TOPCAT (or any SAMP client) sends, and send it back")
+    s = sub.add_parser(
+        "samp",
+        formatter_class=_HelpFormatter,
+        help="classify every table TOPCAT (or any SAMP client) sends, and send it back",
+    )
     _add_source_options(s)
     _add_model_options(s)
     s.add_argument("--table", type=int, default=None, help="which table of a multi-table file sent (from 0)")
@@ -262,11 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(s)
     s.set_defaults(func=_cmd_samp)
 
-    w = sub.add_parser("show", help="draw a labeled catalog's cutouts with label, probability and status (PNG)")
+    w = sub.add_parser(
+        "show",
+        formatter_class=_HelpFormatter,
+        help="draw a labeled catalog's cutouts with label, probability and status (PNG)",
+    )
     _add_catalog_options(w)
     w.add_argument("--out", "-o", required=True, metavar="PNG", help="the picture to write")
     w.add_argument("--select", metavar="EXPR", help='rows to show, e.g. "P_FRII > 0.9" or "FR_STATUS != \'ok\'"')
-    w.add_argument("--max", type=int, default=48, metavar="N", help="at most N panels (default 48)")
+    w.add_argument("--max", type=_int_at_least(1), default=48, metavar="N", help="at most N panels (default 48)")
     w.add_argument("--ncols", type=int, metavar="N", help="panels per row (default 6)")
     _add_source_options(w)
     _add_common(w)
@@ -292,6 +438,7 @@ def _classify_options(args: argparse.Namespace) -> dict:
 def _cmd_classify(args: argparse.Namespace) -> int:
     from .stream import classify_file
 
+    _check_out_format(args.out, args.out_format)
     if args.chunk_size < 0:
         raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
     if args.threads is not None:
@@ -318,6 +465,23 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         )
     print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
     return EXIT_OK if run.all_ok else EXIT_PARTIAL
+
+
+def _check_out_format(out: str, out_format: str | None) -> None:
+    """Raise a usage error naming ``--out``/``--out-format`` when the output format cannot be told."""
+    from .catalog import CatalogError, format_from_path
+
+    try:
+        format_from_path(out, out_format)
+    except CatalogError:
+        if out_format is not None:
+            raise _UsageError(
+                f"--out-format {out_format!r} is not a catalog format: give fits, votable, ecsv or csv"
+            ) from None
+        raise _UsageError(
+            f"cannot tell the output format from the name {out!r}: end --out with .vot, .fits, .ecsv or .csv, "
+            "or give --out-format (fits, votable, ecsv, csv)"
+        ) from None
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -349,7 +513,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
         raise _UsageError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
     images, labels, names, cards = [], [], [], []
     if args.dataset == "frdeep-f":
-        ds = FRDEEPF(args.data_root, train=split == "train", download=args.download, url=args.dataset_url)
+        ds = _frdeep(args, split)
         images.append(ds.data)
         labels.append(ds.targets)
         names += ds.names
@@ -386,6 +550,30 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
     return np.concatenate(images), np.concatenate(labels), names, cards
 
 
+def _data_root(args: argparse.Namespace):
+    """Return ``--data-root``, or the default data directory."""
+    from .datasets import default_data_dir
+
+    return args.data_root if args.data_root is not None else default_data_dir()
+
+
+def _frdeep(args: argparse.Namespace, split: str):
+    """Return the FRDEEP-F split, downloaded first with ``--download`` or ``--dataset-url``; errors name the fix."""
+    from .datasets import FRDEEPF, DatasetMissingError
+
+    root = _data_root(args)
+    download = args.download or args.dataset_url is not None
+    try:
+        return FRDEEPF(root, train=split == "train", download=download, url=args.dataset_url)
+    except DatasetMissingError:
+        if download:
+            raise
+        raise _UsageError(
+            f"FRDEEP-F is not in {str(root)!r} (--data-root): add --download to fetch it ({FRDEEPF.url}, 0.3 MB), "
+            f"or --dataset-url PATH to unpack a copy of {FRDEEPF.filename} you have"
+        ) from None
+
+
 def _train_config(args: argparse.Namespace):
     from .train import TrainConfig, cnn_options
 
@@ -395,8 +583,6 @@ def _train_config(args: argparse.Namespace):
         raise _UsageError("--stem-stride, --stretch, --radial and --center-zoom are options of --arch cnn or d4cnn")
     else:
         arch_kwargs = {"width": args.width} if args.width else {}
-    if args.members < 1:
-        raise _UsageError(f"--members must be 1 or more, not {args.members}")
     return TrainConfig(
         arch=args.arch,
         arch_kwargs=arch_kwargs,
@@ -435,7 +621,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .datasets import FRDEEPF
         from .evaluate import evaluate_model
 
-        test = FRDEEPF(args.data_root, train=False)
+        test = FRDEEPF(_data_root(args), train=False)
         m = evaluate_model(model, test.data, test.targets)
         m.pop("prob")
         m.pop("spread")

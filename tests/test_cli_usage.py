@@ -1,0 +1,108 @@
+"""A newcomer's command line: every option explained with its default, errors that name the option to change."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import pytest
+
+from frsurvey.cli import _HelpFormatter, build_parser, main
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_option_has_help_and_states_its_default():
+    missing, no_default = [], []
+    for name, parser in _subparsers(build_parser()).items():
+        formatter = _HelpFormatter(prog=name)
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            option = f"{name} {action.option_strings[0]}"
+            if not action.help:
+                missing.append(option)
+            text = formatter._get_help_string(action)
+            if action.default is not None and action.default is not False and "default" not in text:
+                no_default.append(option)
+    assert missing == [] and no_default == []
+
+
+def test_help_shows_the_default_data_root_and_that_evaluate_trains_only_with_cv(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FRSURVEY_DATA", str(tmp_path / "mydata"))
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = "".join(capsys.readouterr().out.split())  # help lines are wrapped at spaces and hyphens
+    assert f"here{tmp_path / 'mydata'}" in out and "$FRSURVEY_DATA" in out
+    assert "(default40)" in out and "(default0.002)" in out  # --epochs, --lr
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "training (only with --cv" in capsys.readouterr().out
+
+
+def _usage_error(capsys, argv: list[str]) -> str:
+    """Run ``argv``; assert exit 2 without a traceback; return stderr."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    return err
+
+
+def test_errors_name_the_option_to_change(capsys, tmp_path):
+    catalog = tmp_path / "in.csv"
+    catalog.write_text("ra,dec\n150.0,2.0\n")
+    err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--device", "gpu"])
+    assert "--device" in err and "cpu" in err and "cuda" in err
+    err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "x.txt"])
+    assert "--out-format" in err and "--format " not in err and ".vot" in err
+    err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "x.txt", "--out-format", "txt"])
+    assert "--out-format 'txt'" in err
+    err = _usage_error(capsys, ["train", "--dataset", "frdeep-f", "--arch", "ensemble", "--out", tmp_path / "m.pt"])
+    assert "--members" in err and "Python" not in err
+    err = _usage_error(capsys, ["train", "--dataset", "frdeep-f", "--epochs", "0", "--out", tmp_path / "m.pt"])
+    assert "--epochs" in err
+    err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--threads", "0"])
+    assert "--threads" in err
+
+
+def test_a_missing_dataset_names_the_options_that_fetch_it(capsys, tmp_path):
+    err = _usage_error(capsys, ["train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", "m.pt"])
+    assert "--download" in err and "--dataset-url" in err and "--data-root" in err
+    assert "download=True" not in err
+
+
+def test_the_default_data_root_is_the_platforms(monkeypatch, tmp_path, capsys):
+    from frsurvey.datasets import default_data_dir
+
+    monkeypatch.delenv("FRSURVEY_DATA", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "frsurvey"
+    err = _usage_error(capsys, ["train", "--dataset", "frdeep-f", "--out", tmp_path / "m.pt"])
+    assert str(tmp_path / "xdg" / "frsurvey") in err
+
+
+def test_dataset_url_alone_downloads_from_there(capsys, tmp_path, frdeep_archive, model_path):
+    root = tmp_path / "data"
+    argv = ["evaluate", "--dataset", "frdeep-f", "--data-root", root, "--dataset-url", frdeep_archive]
+    argv += ["--model", model_path, "--out-dir", tmp_path / "report"]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert (root / "FIRST_PNG_dataset" / "test_batch").is_file()
+    assert "50 images" in capsys.readouterr().err
+
+
+def test_download_without_network_names_the_address_and_the_way_out(capsys, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/FIRST_PNG_dataset.tar.gz"
+    err = _usage_error(
+        capsys, ["train", "--dataset", "frdeep-f", "--data-root", tmp_path, "--dataset-url", url, "--out", "m.pt"]
+    )
+    assert f"could not download FRDEEP-F from {url}" in err and "--dataset-url PATH" in err
