@@ -47,12 +47,45 @@ def _logging(verbose: int, quiet: bool, debug: bool):
         root.handlers[:], root.level, root.propagate = saved
 
 
+class _Formatter(logging.Formatter):
+    """``frsurvey: message`` for information (epoch lines), ``frsurvey: WARNING: message`` for the rest."""
+
+    def __init__(self) -> None:
+        super().__init__("frsurvey: %(levelname)s: %(message)s")
+        self._info = logging.Formatter("frsurvey: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._info.format(record) if record.levelno == logging.INFO else super().format(record)
+
+
+@contextlib.contextmanager
+def _epoch_lines(quiet: bool):
+    """While in the block, training logs one line per epoch (unless ``quiet``); the level as before after."""
+    train_log = logging.getLogger("frsurvey.train")
+    saved = train_log.level
+    if not quiet and logging.getLogger("frsurvey").getEffectiveLevel() > logging.INFO:
+        train_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        train_log.setLevel(saved)
+
+
+def _progress_mode(args: argparse.Namespace) -> str | bool:
+    """Return how to show progress: a bar on a terminal, lines now and then in a log, or none."""
+    if args.no_progress:
+        return False
+    if sys.stderr.isatty():
+        return "bar"
+    return False if args.quiet else "lines"
+
+
 def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
     if quiet:
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("frsurvey: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     root = logging.getLogger("frsurvey")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -457,7 +490,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             dask=args.dask,
             tta=False if args.no_tta else None,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=_progress_mode(args),
             gallery=args.gallery,
             gallery_max=args.gallery_max,
             restart=args.restart,
@@ -612,11 +645,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     card = {"name": args.name or args.arch, "training_data": cards}
     show = not args.no_progress and sys.stderr.isatty()
-    if args.members > 1:
-        model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
-        history = histories[0]  # the curves of the first network
-    else:
-        model, history = train_model(images, labels, cfg, progress=show, card=card)
+    with _epoch_lines(args.quiet):
+        if args.members > 1:
+            model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
+            history = histories[0]  # the curves of the first network
+        else:
+            model, history = train_model(images, labels, cfg, progress=show, card=card)
     if args.dataset == "frdeep-f":
         from .datasets import FRDEEPF
         from .evaluate import evaluate_model
@@ -700,7 +734,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     images, labels, names, cards = _load_training_data(args, args.split)
     if args.cv:
-        result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
+        with _epoch_lines(args.quiet):
+            result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
         result["data"] = cards
         paths = write_report(args.out_dir, result)
         s = result["summary"]
@@ -822,10 +857,14 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``frsurvey`` command line and return its exit code."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     parser = build_parser()
     args = parser.parse_args(argv)
     with _logging(args.verbose, args.quiet, args.debug):
-        return _run(args)
+        # log lines are written above a progress bar, never into its line
+        with logging_redirect_tqdm(loggers=[logging.getLogger("frsurvey")]):
+            return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

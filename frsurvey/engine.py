@@ -274,8 +274,9 @@ class BatchClassifier:
             sees every batch (the gallery's :class:`~frsurvey.show.GalleryKeeper`);
             ``key_of_row`` numbers the prepared keys as the batches do (-1 for a
             row whose key was not prepared in this call).
-        bar : tqdm, optional
-            Updated with the number of keys of each batch.
+        bar : tqdm or frsurvey.progress.RowProgress, optional
+            Updated with the number of keys of each batch (told their number
+            first when it has an ``expect`` method).
         reason : numpy.ndarray, optional
             Why the rows given a failing ``status`` have it (``parse_positions(..., with_reasons=True)``):
             their ``message``.
@@ -348,6 +349,8 @@ class BatchClassifier:
 
         if todo:
             self.source.prefetch(todo)  # online sources download in the background from here on
+            if bar is not None and hasattr(bar, "expect"):
+                bar.expect(len(todo))  # a RowProgress turns the sources done into rows
             for batch in self._batches(todo):
                 where = todo_entry_a[batch["index"]]
                 e_status_a[where] = batch["status"]

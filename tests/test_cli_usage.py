@@ -106,3 +106,61 @@ def test_download_without_network_names_the_address_and_the_way_out(capsys, tmp_
         capsys, ["train", "--dataset", "frdeep-f", "--data-root", tmp_path, "--dataset-url", url, "--out", "m.pt"]
     )
     assert f"could not download FRDEEP-F from {url}" in err and "--dataset-url PATH" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Progress
+
+
+def test_row_progress_lines_count_rows_with_a_total_and_time_left():
+    import io
+
+    from frsurvey.progress import RowProgress
+
+    out = io.StringIO()
+    p = RowProgress(10, mode="lines", interval=0.0, stream=out)
+    p.start_chunk(6)
+    p.expect(3)  # six rows from three distinct sources
+    p.update(1)
+    p.update(1)
+    p.finish_chunk()
+    p.start_chunk(4)
+    p.finish_chunk()
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("frsurvey: classify: 2/10 rows (20%) in ")
+    assert "rows/s, about" in lines[0] and "left" in lines[0]
+    assert [line.split(" in ")[0] for line in lines[1:4]] == [
+        "frsurvey: classify: 4/10 rows (40%)",
+        "frsurvey: classify: 6/10 rows (60%)",
+        "frsurvey: classify: 10/10 rows (100%)",
+    ]
+
+
+def test_row_progress_bar_has_a_total():
+    import io
+
+    from frsurvey.progress import RowProgress
+
+    out = io.StringIO()
+    p = RowProgress(301, mode="bar", stream=out)
+    p.start_chunk(301)
+    p.finish_chunk()
+    p.close()
+    assert "301/301" in out.getvalue() and "row" in out.getvalue()
+
+
+def test_classify_without_a_terminal_prints_progress_lines(capsys, monkeypatch, tmp_path, model_path):
+    from conftest import REPO
+
+    import frsurvey.progress
+
+    monkeypatch.setattr(frsurvey.progress, "LINE_INTERVAL", 0.0)
+    demo = REPO / "catalogs" / "demo"
+    argv = ["classify", demo / "demo.csv", "--images", demo / "images", "--model", model_path]
+    argv += ["--out", tmp_path / "o.vot", "--device", "cpu"]
+    assert main([str(a) for a in argv]) == 3
+    err = capsys.readouterr().err
+    assert "frsurvey: classify: 26/26 rows (100%)" in err
+    assert main([str(a) for a in [*argv, "--no-progress"]]) == 3
+    assert "rows (100%)" not in capsys.readouterr().err

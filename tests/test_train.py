@@ -246,7 +246,9 @@ def test_train_cli_builds_the_shipped_kind_of_model_from_a_labeled_catalog(tmp_p
     args = ["train", "--catalog", tmp_path / "labeled.ecsv", "--images", images, "--epochs", "1", "--width", "2"]
     args += ["--stem-stride", "2", "--radial", "--center-zoom", "3", "--members", "2", "--val-fraction", "0.25"]
     assert main([str(a) for a in [*args, "--device", "cpu", "--no-progress", "--accept-chance", "--out", out]]) == 0
-    assert "trained 2 x cnn on 6 images (validated on 2)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trained 2 x cnn on 6 images (validated on 2)" in err
+    assert err.count("frsurvey: epoch 1/1: train loss") == 2  # one line per epoch of each network, by default
     card = load_model(out).card
     member = {"arch": "cnn", "kwargs": {"width": 2, "stem_stride": 2, "radial": True, "center_zoom": 3}}
     assert card["arch"] == "ensemble" and card["arch_kwargs"]["members"] == [member, member]
