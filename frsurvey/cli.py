@@ -737,20 +737,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         with _epoch_lines(args.quiet):
             result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
         result["data"] = cards
-        paths = write_report(args.out_dir, result)
+        # the figures of the pooled out-of-fold predictions: every image scored by the fold that did not train on it
+        result["confusion_matrix"] = result["pooled"]["all"]["confusion_matrix"]
+        views = images if images.ndim == 3 else images[:, 0]
+        paths = write_report(args.out_dir, result, images=views, labels=labels, names=names)
         s = result["summary"]
         print(
             f"frsurvey: {args.cv}-fold cross-validation of {args.arch}: accuracy {s['accuracy']['mean']:.3f} "
             f"± {s['accuracy']['std']:.3f}, ROC AUC {s['roc_auc']['mean']:.3f} ± {s['roc_auc']['std']:.3f}, "
-            f"ECE {s['ece']['mean']:.3f} ± {s['ece']['std']:.3f} -> {paths['json']}",
+            f"ECE {s['ece']['mean']:.3f} ± {s['ece']['std']:.3f} -> {paths['json']} and {len(paths) - 1} figures",
             file=sys.stderr,
         )
         return EXIT_OK
     from .models import load_model
 
     model = load_model(args.model)
+    seen = seen_in_training(model.card, cards)
+    if seen:
+        log.warning(
+            "the model was trained on %s: these scores are on its own training data, not a measure of how it "
+            "does on new sources (evaluate on data it has not seen, e.g. --dataset frdeep-f --split test)",
+            " and ".join(seen),
+        )
     result = evaluate_model(model, images, labels)
     result["data"] = cards
+    if seen:
+        result["warning"] = f"trained on {' and '.join(seen)}: scores on training data"
     result["model"] = {"path": model.path, "sha256": model.sha256, "name": model.card.get("name")}
     paths = write_report(
         args.out_dir, result, images=images, labels=labels, history=model.card.get("history"), names=names
@@ -761,6 +773,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def seen_in_training(card: dict, data: list[dict]) -> list[str]:
+    """Return the names of the evaluation data sets that the model of ``card`` was trained on.
+
+    Parameters
+    ----------
+    card : dict
+        The model card; its ``training_data`` entries are compared.
+    data : list of dict
+        The data cards of the evaluation (as ``frsurvey train`` writes them):
+        FRDEEP-F by split, a labeled catalog by its file's sha256.
+
+    Returns
+    -------
+    list of str
+        Empty when none of the data was seen in training.
+    """
+    seen: list[str] = []
+    trained = card.get("training_data") or []
+    for d in data:
+        for t in trained:
+            if (
+                d.get("name") == "FRDEEP-F"
+                and t.get("name") == "FRDEEP-F"
+                and d.get("split") == t.get("split", "train")
+            ):
+                seen.append(f"FRDEEP-F ({d['split']} split)")
+                break
+            digest = d.get("sha256")
+            if digest and digest in (t.get("sha256"), t.get("catalog_sha256")):
+                seen.append(str(d.get("name")))
+                break
+    return seen
 
 
 def _cmd_samp(args: argparse.Namespace) -> int:

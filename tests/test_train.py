@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -116,6 +117,7 @@ def _identical_images_catalog(tmp_path, n=12):
     from astropy.table import Table
     from conftest import default_blobs, make_first_fits
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     images = tmp_path / "img"
     images.mkdir()
     rows = []
@@ -140,6 +142,44 @@ def test_train_cli_that_learns_nothing_is_not_a_success(tmp_path, capsys):
     assert "predicts" in load_model(tmp_path / "m.pt").card["learning_failure"]
     assert main([str(a) for a in [*args, "--accept-chance"]]) == 0
     assert "did not learn" not in capsys.readouterr().err
+
+
+def test_evaluate_warns_when_the_data_was_the_models_training_data(tmp_path, capsys):
+    from frsurvey.cli import main
+
+    catalog, images = _identical_images_catalog(tmp_path)
+    model = tmp_path / "m.pt"
+    args = ["train", "--catalog", catalog, "--images", images, "--epochs", "1", "--width", "2", "--device", "cpu"]
+    assert main([str(a) for a in [*args, "--accept-chance", "--no-progress", "--out", model]]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report"
+    argv = ["evaluate", "--catalog", catalog, "--images", images, "--model", model, "--out-dir", report]
+    assert main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: the model was trained on {catalog}" in err and "not a measure" in err
+    assert "trained on" in json.loads((report / "metrics.json").read_text())["warning"]
+    # data it has not seen: no warning
+    from astropy.table import Table
+
+    other = tmp_path / "other.ecsv"
+    Table.read(catalog)[::-1].write(other)  # the same images, another catalog file
+    argv = ["evaluate", "--catalog", other, "--images", images, "--model", model, "--out-dir", tmp_path / "r2"]
+    assert main([str(a) for a in argv]) == 0
+    assert "trained on" not in capsys.readouterr().err
+
+
+def test_evaluate_cv_writes_figures(tmp_path, capsys):
+    from frsurvey.cli import main
+
+    catalog, images = _identical_images_catalog(tmp_path, n=8)
+    argv = ["evaluate", "--catalog", catalog, "--images", images, "--cv", "2", "--epochs", "1", "--width", "2"]
+    assert (
+        main([str(a) for a in [*argv, "--val-fraction", "0.25", "--device", "cpu", "--out-dir", tmp_path / "cv"]]) == 0
+    )
+    assert "figures" in capsys.readouterr().err
+    assert {"confusion.png", "roc.png", "reliability.png", "misclassified.png"} <= {
+        p.name for p in (tmp_path / "cv").iterdir()
+    }
 
 
 def test_tampered_checkpoint_is_refused(trained, tmp_path):
