@@ -453,8 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_images(images: str | None) -> None:
+    """Refuse, up front, an ``--images`` folder that does not exist or holds no FITS file at all."""
+    if images is None:
+        return
+    from pathlib import Path
+
+    from .sources.local import FITS_SUFFIXES
+
+    folder = Path(images)
+    if not folder.is_dir():
+        raise _UsageError(f"--images {images!r} is not a folder: give the folder that holds the FITS images")
+    if not any(p.name.lower().endswith(FITS_SUFFIXES) and p.is_file() for p in folder.rglob("*")):
+        raise _UsageError(
+            f"--images {images!r} holds no FITS file (names ending {', '.join(FITS_SUFFIXES)}): give the folder "
+            "of the images, or leave --images out to download the cutouts (needs the network)"
+        )
+
+
 def _classify_options(args: argparse.Namespace) -> dict:
     """Return the classify_table keywords of the image source, model and position options (classify, samp)."""
+    _check_images(args.images)
     return {
         "images": args.images,
         "model": args.model,
@@ -556,6 +575,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
 
         if args.images is None:
             raise _UsageError("--catalog needs --images DIR (where the catalog's FIRST images are)")
+        _check_images(args.images)
         cat = LabeledCatalog(
             args.catalog,
             images=args.images,
@@ -836,6 +856,7 @@ def _cmd_samp(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .show import show_catalog
 
+    _check_images(args.images)
     gallery = show_catalog(
         args.catalog,
         args.out,

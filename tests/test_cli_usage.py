@@ -164,3 +164,16 @@ def test_classify_without_a_terminal_prints_progress_lines(capsys, monkeypatch, 
     assert "frsurvey: classify: 26/26 rows (100%)" in err
     assert main([str(a) for a in [*argv, "--no-progress"]]) == 3
     assert "rows (100%)" not in capsys.readouterr().err
+
+
+def test_an_images_folder_without_fits_files_is_refused_up_front(capsys, tmp_path):
+    catalog = tmp_path / "in.csv"
+    catalog.write_text("ra,dec\n150.0,2.0\n")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no images here")
+    err = _usage_error(capsys, ["classify", catalog, "--images", empty, "--out", tmp_path / "o.vot"])
+    assert "--images" in err and "holds no FITS file" in err
+    assert not (tmp_path / "o.vot").exists()
+    err = _usage_error(capsys, ["show", catalog, "--images", tmp_path / "nowhere", "--out", tmp_path / "o.png"])
+    assert "is not a folder" in err
