@@ -310,9 +310,11 @@ def find_position_columns(table: Table, ra_col: str | None = None, dec_col: str 
     """
     names = list(table.colnames)
     listing = ", ".join(names) if names else "(none)"
-    for given in (ra_col, dec_col):
+    for given, option in ((ra_col, "--ra-col"), (dec_col, "--dec-col")):
         if given is not None and given not in names:
-            raise NoPositionColumnsError(f"column {given!r} is not in the catalog; its columns are: {listing}")
+            raise NoPositionColumnsError(
+                f"column {given!r} ({option}) is not in the catalog; its columns are: {listing}"
+            )
 
     def by_ucd(axis: str) -> str | None:
         main = [n for n in names if axis in _ucd_words(table[n]) and "meta.main" in _ucd_words(table[n])]

@@ -576,13 +576,16 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
         if args.images is None:
             raise _UsageError("--catalog needs --images DIR (where the catalog's FIRST images are)")
         _check_images(args.images)
-        cat = LabeledCatalog(
-            args.catalog,
-            images=args.images,
-            label_column=args.label_column,
-            ra_col=args.ra_col,
-            dec_col=args.dec_col,
-        )
+        try:
+            cat = LabeledCatalog(
+                args.catalog,
+                images=args.images,
+                label_column=args.label_column,
+                ra_col=args.ra_col,
+                dec_col=args.dec_col,
+            )
+        except KeyError as exc:  # the label column
+            raise _UsageError(f"{exc.args[0] if exc.args else exc}: name it with --label-column") from None
         images.append(cat.data)
         labels.append(cat.targets)
         names += [f"row {r}" for r in cat.rows]

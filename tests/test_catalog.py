@@ -268,8 +268,10 @@ def test_only_dec_missing_says_so():
 
 def test_explicit_column_that_does_not_exist():
     t = Table({"RA": [1.0], "DEC": [2.0]})
-    with pytest.raises(NoPositionColumnsError, match=r"'nope' is not in the catalog.*RA, DEC"):
+    with pytest.raises(NoPositionColumnsError, match=r"'nope' \(--ra-col\) is not in the catalog.*RA, DEC"):
         find_position_columns(t, "nope", "DEC")
+    with pytest.raises(NoPositionColumnsError, match=r"'nope' \(--dec-col\) is not in the catalog"):
+        find_position_columns(t, "RA", "nope")
 
 
 # --------------------------------------------------------------------------------------------------

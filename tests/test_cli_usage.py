@@ -70,6 +70,15 @@ def test_errors_name_the_option_to_change(capsys, tmp_path):
     assert "--epochs" in err
     err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--threads", "0"])
     assert "--threads" in err
+    err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--offline", "--ra-col", "x"])
+    assert "'x' (--ra-col) is not in the catalog" in err
+    from conftest import make_first_fits
+
+    make_first_fits(tmp_path / "img" / "a.fits", 150.0, 2.0)
+    err = _usage_error(
+        capsys, ["train", "--catalog", catalog, "--images", tmp_path / "img", "--label-column", "cls", "--out", "m.pt"]
+    )
+    assert "'cls'" in err and "--label-column" in err
 
 
 def test_a_missing_dataset_names_the_options_that_fetch_it(capsys, tmp_path):
