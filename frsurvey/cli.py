@@ -255,7 +255,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dec-col", help="declination column of --catalog (default: found by UCD or name)")
 
 
-def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> None:
+def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> argparse._ArgumentGroup:
     g = p.add_argument_group(title)
     g.add_argument("--arch", type=_arch, default="cnn", help=f"architecture: {', '.join(TRAIN_ARCHS)} (default cnn)")
     g.add_argument("--width", type=_int_at_least(1), help="channel width of cnn/d4cnn (default: the network's, 16)")
@@ -314,6 +314,7 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
         help="DataLoader processes (default 0: in this process; the images are in memory already)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
+    return g
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,7 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="instead: K-fold cross-validation of training on the data (the training options below apply)",
     )
-    _add_training_options(e, "training (only with --cv: how each fold's model is trained)")
+    g = _add_training_options(e, "training (only with --cv: how each fold's model is trained)")
+    e.set_defaults(
+        cv_only={
+            a.dest: (a.option_strings[0], a.default)
+            for a in g._group_actions
+            if a.dest not in ("device", "workers", "no_progress")
+        }
+    )
     e.add_argument("--out-dir", required=True, metavar="DIR", help="where metrics.json and the PNG figures go")
     _add_common(e)
     e.set_defaults(func=_cmd_evaluate)
@@ -755,6 +763,13 @@ def learning_failure(validation: dict) -> str | None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, evaluate_model, write_report
 
+    if not args.cv:
+        given = [option for dest, (option, default) in args.cv_only.items() if getattr(args, dest) != default]
+        if given:
+            raise _UsageError(
+                f"{', '.join(given)}: training options, used only with --cv K (cross-validating a recipe); "
+                "without --cv, evaluate scores --model as it is"
+            )
     images, labels, names, cards = _load_training_data(args, args.split)
     if args.cv:
         with _epoch_lines(args.quiet):

@@ -268,7 +268,7 @@ class FRDEEPF(_ImageDataset):
             if got != md5:
                 raise DatasetIntegrityError(
                     f"FRDEEP-F file {str(path)!r} is corrupt: md5 {got}, published {md5}; delete "
-                    f"{str(folder)!r} and download it again"
+                    f"{str(folder)!r} and download it again (--download or --dataset-url PATH; Python: download=True)"
                 )
 
     def _is_intact(self) -> bool:

@@ -68,6 +68,8 @@ def test_errors_name_the_option_to_change(capsys, tmp_path):
     assert "--members" in err and "Python" not in err
     err = _usage_error(capsys, ["train", "--dataset", "frdeep-f", "--epochs", "0", "--out", tmp_path / "m.pt"])
     assert "--epochs" in err
+    err = _usage_error(capsys, ["evaluate", "--dataset", "frdeep-f", "--epochs", "3", "--lr", "0.1", "--out-dir", "e"])
+    assert "--epochs, --lr: training options, used only with --cv K" in err
     err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--threads", "0"])
     assert "--threads" in err
     err = _usage_error(capsys, ["classify", catalog, "--out", tmp_path / "o.vot", "--offline", "--ra-col", "x"])
