@@ -164,7 +164,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="model checkpoint, or a shipped model by name: default (one network, one pass per source) or "
         "accurate (the 5-network ensemble it was distilled from); default: default",
     )
-    p.add_argument("--batch-size", type=_int_at_least(1), default=64, help="images per forward pass (default 64)")
+    p.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=64,
+        help="sources prepared per batch (default 64); on a GPU the model takes the whole batch at once, on a CPU "
+        "32 images at a time (views included), where a CPU is fastest",
+    )
     p.add_argument(
         "--device",
         type=_device,
@@ -351,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_int_at_least(1),
         metavar="N",
-        help="CPU threads of the model (torch's intra-op threads; default: torch's, one per core). "
-        "On a machine shared with other work, 1 is often fastest",
+        help="CPU threads of the model (torch's intra-op threads; default: the cores not busy with other work "
+        "when the run starts: the cores less the load average, at least 1). Results are the same for any N",
     )
     g = c.add_argument_group("large catalogs and clusters")
     g.add_argument(
@@ -501,13 +507,15 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     _check_out_format(args.out, args.out_format)
     if args.chunk_size < 0:
         raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
-    if args.threads is not None:
-        import torch
+    import torch
 
-        if args.threads < 1:
-            raise _UsageError(f"--threads must be 1 or more, not {args.threads}")
-        torch.set_num_threads(args.threads)
-    with _terminate_as_interrupt():
+    from .engine import idle_cores
+
+    threads = args.threads if args.threads is not None else idle_cores()
+    log.info("model threads: %d%s", threads, "" if args.threads is not None else " (the cores not busy now)")
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    with _terminate_as_interrupt(), _restore(lambda: torch.set_num_threads(saved_threads)):
         run = classify_file(
             args.catalog,
             args.out,
@@ -525,6 +533,15 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         )
     print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
     return EXIT_OK if run.all_ok else EXIT_PARTIAL
+
+
+@contextlib.contextmanager
+def _restore(undo):
+    """Call ``undo()`` on the way out of the block, however it is left."""
+    try:
+        yield
+    finally:
+        undo()
 
 
 def _check_out_format(out: str, out_format: str | None) -> None:

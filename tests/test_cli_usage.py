@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +189,34 @@ def test_an_images_folder_without_fits_files_is_refused_up_front(capsys, tmp_pat
     assert not (tmp_path / "o.vot").exists()
     err = _usage_error(capsys, ["show", catalog, "--images", tmp_path / "nowhere", "--out", tmp_path / "o.png"])
     assert "is not a folder" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Defaults
+
+
+def test_default_threads_are_the_idle_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from frsurvey.engine import idle_cores
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for load, expected in ((0.1, 4), (1.2, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert idle_cores() == expected, load
+    monkeypatch.delattr(os, "getloadavg")
+    assert idle_cores() == 4
+
+
+def test_classify_sets_the_threads_for_the_run_only(tmp_path, model_path, capsys):
+    import torch
+
+    demo = Path(__file__).resolve().parents[1] / "catalogs" / "demo"
+    before = torch.get_num_threads()
+    argv = ["classify", demo / "demo.csv", "--images", demo / "images", "--model", model_path, "--threads", "1"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "o.vot", "--device", "cpu", "-v"]]) == 3
+    assert "model threads: 1" in capsys.readouterr().err
+    assert torch.get_num_threads() == before
