@@ -71,7 +71,7 @@ def idle_cores() -> int:
     1-minute load average of the machine (rounded), at least 1. Model threads
     that must share a core with another busy process wait for each other at
     every layer: on a 2-core machine running other work, 2 threads made
-    ``classify`` several times slower than 1 (``scripts/bench_classify.py``).
+    ``classify`` 5.5x slower than 1 (``scripts/bench_defaults.py``).
     Where the load average is not available (Windows), torch's count.
     """
     cores = torch.get_num_threads()
