@@ -37,6 +37,7 @@ PROVENANCE = {
     "FRS_SRC": "local:/somewhere (3 images)",
     "FRS_DATE": "2025-01-01T00:00:00Z",
     "FRS_STAT": "4 rows: 2 ok, 1 no_image, 1 bad_position",
+    "FRS_UNC": "views",
 }
 
 
