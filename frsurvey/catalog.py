@@ -479,9 +479,11 @@ def find_position_columns(table: Table, ra_col: str | None = None, dec_col: str 
     """
     names = list(table.colnames)
     listing = ", ".join(names) if names else "(none)"
-    for given in (ra_col, dec_col):
+    for given, option in ((ra_col, "--ra-col"), (dec_col, "--dec-col")):
         if given is not None and given not in names:
-            raise NoPositionColumnsError(f"column {given!r} is not in the catalog; its columns are: {listing}")
+            raise NoPositionColumnsError(
+                f"column {given!r} ({option}) is not in the catalog; its columns are: {listing}"
+            )
 
     def by_ucd(axis: str) -> str | None:
         main = [n for n in names if axis in _ucd_words(table[n]) and "meta.main" in _ucd_words(table[n])]
@@ -662,6 +664,34 @@ def parse_positions(
     return ra, dec, status
 
 
+#: Suffix given to an input column named like one of :data:`OUTPUT_COLUMNS` but for case.
+CLASH_SUFFIX = "_input"
+
+
+def _rename_clashes(table: Table) -> dict[str, str]:
+    """Rename, in place, the columns of ``table`` whose names equal an output column's without case.
+
+    TOPCAT, STILTS and FITS readers match column names case-insensitively:
+    beside our ``FR_CLASS`` an input ``fr_class`` would be taken for ours
+    (``keepcols FR_CLASS`` picks the first). Each such column becomes
+    ``<name>_input`` (``_input2``, ... when that is taken too, again without
+    case). Returns ``{old name: new name}``.
+    """
+    ours = {c.upper() for c in OUTPUT_COLUMNS}
+    renamed: dict[str, str] = {}
+    for name in list(table.colnames):
+        if name.upper() not in ours:
+            continue
+        taken = {c.upper() for c in table.colnames} | ours
+        new, k = f"{name}{CLASH_SUFFIX}", 1
+        while new.upper() in taken:
+            k += 1
+            new = f"{name}{CLASH_SUFFIX}{k}"
+        table.rename_column(name, new)
+        renamed[name] = new
+    return renamed
+
+
 def add_results(
     table: Table,
     fr_class: np.ndarray,
@@ -673,20 +703,23 @@ def add_results(
     """Return a copy of ``table`` with the FR_ columns and provenance added.
 
     Columns of ``table`` that already carry frsurvey's names (an earlier run)
-    are replaced, and a warning says so; every other column, its values,
-    unit, description and UCD, is kept unchanged and in place.
+    are replaced, and a warning says so. Columns named like ours but for case
+    (a labeled catalog's ``fr_class``), which TOPCAT and STILTS would not tell
+    from ours, are kept in place as ``<name>_input``, with a warning. Every
+    other column, its values, unit, description and UCD, is kept unchanged
+    and in place.
     """
     out = table.copy(copy_data=True)
     existing = [c for c in OUTPUT_COLUMNS if c in out.colnames]
     if existing:
         log.warning("the catalog already has %s (an earlier run?): replacing them", ", ".join(existing))
         out.remove_columns(existing)
-    clash = [c for c in out.colnames if c.upper() in OUTPUT_COLUMNS]
-    if clash:
+    renamed = _rename_clashes(out)
+    if renamed:
         log.warning(
-            "the catalog has column(s) %s, named like frsurvey's but for case: FITS readers, STILTS and TOPCAT "
-            "match column names without case and may take the input column for ours",
-            ", ".join(clash),
+            "the catalog has column(s) named like frsurvey's but for case; TOPCAT, STILTS and FITS readers match "
+            "column names without case and would take them for ours, so they are kept under other names: %s",
+            ", ".join(f"{old} -> {new}" for old, new in renamed.items()),
         )
     for key in PROVENANCE_KEYS:
         out.meta.pop(key, None)

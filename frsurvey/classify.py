@@ -78,7 +78,8 @@ def classify_table(
     workers : int
         DataLoader worker processes preparing images (0: in this process).
     progress : bool
-        Show a tqdm progress bar on stderr.
+        Show progress on stderr: True or ``"bar"``, a bar (rows, with an
+        ETA); ``"lines"``, a line of text every minute (no terminal).
     gallery : path, optional
         Also draw the canonical images of the first ``gallery_max`` rows,
         with label, probability and status, into this PNG
@@ -123,11 +124,14 @@ def classify_table(
     keep = (lambda rows, key_of_row: GalleryKeeper(rows, key_of_row, gallery_max)) if gallery is not None else None
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import LINE_INTERVAL, RowProgress
 
-        bar = tqdm(unit="src", desc="classify", dynamic_ncols=True)
+        bar = RowProgress(len(table), "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
+        bar.start_chunk(len(table))
     try:
         res = engine.classify(ra, dec, status, keep=keep, bar=bar, reason=reason)
+        if bar is not None:
+            bar.finish_chunk()
     finally:
         if bar is not None:
             bar.close()

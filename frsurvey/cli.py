@@ -1,7 +1,9 @@
 """The ``frsurvey`` command: a thin layer of argparse over the Python API.
 
 Exit codes: 0 every row classified; 3 the run finished but some rows could
-not be classified (see FR_STATUS); 2 unusable input (bad options, unreadable
+not be classified (see FR_STATUS); 4 ``train`` finished but its model did
+not learn (it predicts one class for the whole validation split, or is no
+better than always answering the larger class); 2 unusable input (bad options, unreadable
 catalog, no position columns, missing or refused model, missing data, an
 output that cannot be written); 130 interrupted by Ctrl-C and 143 by SIGTERM
 (``classify`` can be resumed: the same command again); 1 an unexpected error
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +25,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL = 3
+EXIT_NOT_LEARNED = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -43,16 +47,109 @@ def _logging(verbose: int, quiet: bool, debug: bool):
         root.handlers[:], root.level, root.propagate = saved
 
 
+class _Formatter(logging.Formatter):
+    """``frsurvey: message`` for information (epoch lines), ``frsurvey: WARNING: message`` for the rest."""
+
+    def __init__(self) -> None:
+        super().__init__("frsurvey: %(levelname)s: %(message)s")
+        self._info = logging.Formatter("frsurvey: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._info.format(record) if record.levelno == logging.INFO else super().format(record)
+
+
+@contextlib.contextmanager
+def _epoch_lines(quiet: bool):
+    """While in the block, training logs one line per epoch (unless ``quiet``); the level as before after."""
+    train_log = logging.getLogger("frsurvey.train")
+    saved = train_log.level
+    if not quiet and logging.getLogger("frsurvey").getEffectiveLevel() > logging.INFO:
+        train_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        train_log.setLevel(saved)
+
+
+def _progress_mode(args: argparse.Namespace) -> str | bool:
+    """Return how to show progress: a bar on a terminal, lines now and then in a log, or none."""
+    if args.no_progress:
+        return False
+    if sys.stderr.isatty():
+        return "bar"
+    return False if args.quiet else "lines"
+
+
 def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
     if quiet:
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("frsurvey: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     root = logging.getLogger("frsurvey")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default (those whose help text does not already say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or isinstance(action, argparse._VersionAction)
+        ):
+            return text
+        default = str(action.default).replace("%", "%%")
+        return f"{text} (default {default})" if text else f"(default {default})"
+
+
+#: Architectures ``train --arch`` builds.
+TRAIN_ARCHS = ("lenet", "cnn", "d4cnn", "resnet18")
+
+
+def _device(text: str) -> str:
+    """Return a ``--device`` value, or raise the argparse error that says which values there are."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a device: give auto (a GPU when there is one), cpu, cuda (cuda:N for the N-th GPU) or mps"
+    )
+
+
+def _arch(text: str) -> str:
+    """Return a ``--arch`` value, or raise the argparse error that says what to give instead."""
+    if text == "ensemble":
+        raise argparse.ArgumentTypeError(
+            "an ensemble is not an architecture: give --members N to train N networks of --arch (e.g. "
+            "--arch cnn --members 5) and average them"
+        )
+    if text not in TRAIN_ARCHS:
+        raise argparse.ArgumentTypeError(f"unknown architecture {text!r}: give one of {', '.join(TRAIN_ARCHS)}")
+    return text
+
+
+def _int_at_least(lowest: int):
+    """Return an argparse type: an integer >= ``lowest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"give {lowest} or more, not {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lowest}"
+    return parse
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -67,9 +164,25 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="model checkpoint, or a shipped model by name: default (one network, one pass per source) or "
         "accurate (the 5-network ensemble it was distilled from); default: default",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda (default auto)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes preparing images (default 0)")
+    p.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=64,
+        help="sources prepared per batch (default 64); on a GPU the model takes the whole batch at once, on a CPU "
+        "32 images at a time (views included), where a CPU is fastest",
+    )
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=0,
+        help="DataLoader processes preparing images (default 0: in this process)",
+    )
 
 
 def _add_catalog_options(p: argparse.ArgumentParser) -> None:
@@ -164,43 +277,93 @@ def _fetch_options(args: argparse.Namespace) -> dict:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
+    from .datasets import DATA_ENV, FRDEEPF, default_data_dir
+
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset")
-    g.add_argument("--data-root", default="~/.frsurvey/data", help="where the dataset lives or is unpacked")
-    g.add_argument("--download", action="store_true", help="fetch the dataset if it is not in --data-root")
-    g.add_argument("--dataset-url", help="fetch the archive from here (URL, file:// or a path) instead")
+    g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset (FRDEEP-F: 600 FIRST images)")
+    g.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help=f"where the dataset is, or is unpacked (default: ${DATA_ENV}, else the platform's user data folder, "
+        f"here {default_data_dir()})",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help=f"fetch the dataset into --data-root if it is not there yet (from {FRDEEPF.url}, 0.3 MB)",
+    )
+    g.add_argument(
+        "--dataset-url",
+        metavar="URL",
+        help="fetch the dataset archive from here instead (http(s)://, file:// or a path; implies --download)",
+    )
     g.add_argument("--catalog", help="a labeled catalog; its images come from --images like classify's")
     g.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images for --catalog")
-    g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog")
-    g.add_argument("--ra-col", help="right ascension column of --catalog")
-    g.add_argument("--dec-col", help="declination column of --catalog")
+    g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog (default fr_class)")
+    g.add_argument("--ra-col", help="right ascension column of --catalog (default: found by UCD or name)")
+    g.add_argument("--dec-col", help="declination column of --catalog (default: found by UCD or name)")
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--arch", default="cnn", help="architecture: lenet, cnn, d4cnn, resnet18 (default cnn)")
-    g.add_argument("--width", type=int, help="channel width of cnn/d4cnn")
-    g.add_argument("--stem-stride", type=int, help="cnn/d4cnn: stride of the first convolution (2: a quarter the work)")
+def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> argparse._ArgumentGroup:
+    g = p.add_argument_group(title)
+    g.add_argument("--arch", type=_arch, default="cnn", help=f"architecture: {', '.join(TRAIN_ARCHS)} (default cnn)")
+    g.add_argument("--width", type=_int_at_least(1), help="channel width of cnn/d4cnn (default: the network's, 16)")
+    g.add_argument(
+        "--stem-stride",
+        type=_int_at_least(1),
+        help="cnn/d4cnn: stride of the first convolution (2: a quarter the work; default 1)",
+    )
     g.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"], help="cnn/d4cnn: input stretch")
     g.add_argument("--radial", action="store_true", help="cnn/d4cnn: also give the distance from the centre")
-    g.add_argument("--center-zoom", type=int, default=0, help="cnn/d4cnn: also give the centre magnified N times")
-    g.add_argument("--members", type=int, default=1, help="train N networks (seeds seed..seed+N-1): an ensemble")
-    g.add_argument("--orientation", default="continuous", choices=["continuous", "d4", "mixed"], help="rotations")
-    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this")
-    g.add_argument("--epochs", type=int, default=40)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"])
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--schedule", default="cosine", choices=["cosine", "none"])
+    g.add_argument(
+        "--center-zoom",
+        type=_int_at_least(0),
+        default=0,
+        help="cnn/d4cnn: also give the centre magnified N times (default 0: not)",
+    )
+    g.add_argument(
+        "--members",
+        type=_int_at_least(1),
+        default=1,
+        help="train N networks (seeds seed..seed+N-1) and average them: an ensemble (default 1)",
+    )
+    g.add_argument(
+        "--orientation",
+        default="continuous",
+        choices=["continuous", "d4", "mixed"],
+        help="augmentation: rotations by any angle, by multiples of 90 degrees and mirrorings (d4), or both",
+    )
+    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this factor")
+    g.add_argument("--epochs", type=_int_at_least(1), default=40, help="passes over the training images")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=32, help="images per training step")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"], help="optimizer")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    g.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["cosine", "none"],
+        help="learning rate: 2 warm-up epochs then a cosine decay, or constant",
+    )
     g.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
     g.add_argument("--no-balance", action="store_true", help="do not balance the classes")
     g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
-    g.add_argument("--patience", type=int, default=15, help="early stopping patience in epochs (0: none)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--workers", type=int, default=0)
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--patience", type=_int_at_least(0), default=15, help="early stopping patience in epochs (0: none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same weights)")
+    g.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
+    )
+    g.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=0,
+        help="DataLoader processes (default 0: in this process; the images are in memory already)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
+    return g
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,20 +372,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="frsurvey",
+        formatter_class=_HelpFormatter,
         description="Fanaroff-Riley classification of radio sources in FIRST images, for whole catalogs.",
     )
     parser.add_argument("--version", action="version", version=f"frsurvey {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    c = sub.add_parser("classify", help="add FR_CLASS, P_FRI, P_FRII, FR_STATUS to a catalog")
+    c = sub.add_parser(
+        "classify", formatter_class=_HelpFormatter, help="add FR_CLASS, P_FRI, P_FRII, FR_STATUS to a catalog"
+    )
     _add_catalog_options(c)
     c.add_argument("--out", "-o", required=True, help="output catalog; format from extension (.vot .fits .ecsv .csv)")
-    c.add_argument("--out-format", help="force the output format")
+    c.add_argument("--out-format", help="force the output format (fits, votable, ecsv, csv)")
     _add_source_options(c)
     _add_model_options(c)
     c.add_argument("--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)")
-    c.add_argument("--gallery-max", type=int, default=48, metavar="N", help="rows in the gallery (default 48)")
+    c.add_argument(
+        "--gallery-max", type=_int_at_least(1), default=48, metavar="N", help="rows in the gallery (default 48)"
+    )
     c.add_argument(
         "--no-tta",
         action="store_true",
@@ -230,15 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--threads",
-        type=int,
+        type=_int_at_least(1),
         metavar="N",
-        help="CPU threads of the model (torch's intra-op threads; default: torch's, one per core). "
-        "On a machine shared with other work, 1 is often fastest",
+        help="CPU threads of the model (torch's intra-op threads; default: the cores not busy with other work "
+        "when the run starts: the cores less the load average, at least 1). Results are the same for any N",
     )
     g = c.add_argument_group("large catalogs and clusters")
     g.add_argument(
         "--chunk-size",
-        type=int,
+        type=_int_at_least(0),
         default=50_000,
         metavar="N",
         help="rows read, classified and written at a time (default 50000; 0: the whole catalog in memory)",
@@ -258,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
 
-    f = sub.add_parser("fetch", help="download a catalog's cutouts into the cache, without classifying")
+    f = sub.add_parser(
+        "fetch", formatter_class=_HelpFormatter, help="download a catalog's cutouts into the cache, without classifying"
+    )
     _add_catalog_options(f)
     f.add_argument("--source", choices=["skyview", "first"], default="skyview", help="online source (default skyview)")
     _add_fetch_options(f)
@@ -266,26 +436,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(f)
     f.set_defaults(func=_cmd_fetch)
 
-    t = sub.add_parser("train", help="train a model on FRDEEP-F and/or a labeled catalog")
+    t = sub.add_parser(
+        "train", formatter_class=_HelpFormatter, help="train a model on FRDEEP-F and/or a labeled catalog"
+    )
     _add_data_options(t)
     _add_training_options(t)
     t.add_argument("--out", "-o", required=True, help="checkpoint to write")
     t.add_argument("--name", help="model name for the card (default: the architecture)")
     t.add_argument("--report", metavar="DIR", help="also write training curves and validation figures here")
+    t.add_argument(
+        "--accept-chance",
+        action="store_true",
+        help="exit 0 even when the model did not learn (one class for all validation images, or accuracy at "
+        "chance level; by default that is exit 4). For trying the plumbing with a few epochs",
+    )
     _add_common(t)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="metrics and figures of a model on a dataset or labeled catalog")
+    e = sub.add_parser(
+        "evaluate",
+        formatter_class=_HelpFormatter,
+        help="metrics and figures of a model on a dataset or labeled catalog",
+    )
     _add_data_options(e)
     e.add_argument("--split", choices=["train", "test"], default="test", help="FRDEEP-F split (default test)")
     e.add_argument("--model", help="checkpoint to evaluate (default: the shipped model)")
-    e.add_argument("--cv", type=int, metavar="K", help="instead: K-fold cross-validation of training on the data")
-    _add_training_options(e)
-    e.add_argument("--out-dir", required=True, help="where metrics.json and the PNG figures go")
+    e.add_argument(
+        "--cv",
+        type=_int_at_least(2),
+        metavar="K",
+        help="instead: K-fold cross-validation of training on the data (the training options below apply)",
+    )
+    g = _add_training_options(e, "training (only with --cv: how each fold's model is trained)")
+    e.set_defaults(
+        cv_only={
+            a.dest: (a.option_strings[0], a.default)
+            for a in g._group_actions
+            if a.dest not in ("device", "workers", "no_progress")
+        }
+    )
+    e.add_argument("--out-dir", required=True, metavar="DIR", help="where metrics.json and the PNG figures go")
     _add_common(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("samp", help="classify every table TOPCAT (or any SAMP client) sends, and send it back")
+    s = sub.add_parser(
+        "samp",
+        formatter_class=_HelpFormatter,
+        help="classify every table TOPCAT (or any SAMP client) sends, and send it back",
+    )
     _add_source_options(s)
     _add_model_options(s)
     s.add_argument("--table", type=int, default=None, help="which table of a multi-table file sent (from 0)")
@@ -303,11 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(s)
     s.set_defaults(func=_cmd_samp)
 
-    w = sub.add_parser("show", help="draw a labeled catalog's cutouts with label, probability and status (PNG)")
+    w = sub.add_parser(
+        "show",
+        formatter_class=_HelpFormatter,
+        help="draw a labeled catalog's cutouts with label, probability and status (PNG)",
+    )
     _add_catalog_options(w)
     w.add_argument("--out", "-o", required=True, metavar="PNG", help="the picture to write")
     w.add_argument("--select", metavar="EXPR", help='rows to show, e.g. "P_FRII > 0.9" or "FR_STATUS != \'ok\'"')
-    w.add_argument("--max", type=int, default=48, metavar="N", help="at most N panels (default 48)")
+    w.add_argument("--max", type=_int_at_least(1), default=48, metavar="N", help="at most N panels (default 48)")
     w.add_argument("--ncols", type=int, metavar="N", help="panels per row (default 6)")
     _add_source_options(w)
     _add_common(w)
@@ -315,8 +517,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_images(images: str | None) -> None:
+    """Refuse, up front, an ``--images`` folder that does not exist or holds no FITS file at all."""
+    if images is None:
+        return
+    from pathlib import Path
+
+    from .sources.local import FITS_SUFFIXES
+
+    folder = Path(images)
+    if not folder.is_dir():
+        raise _UsageError(f"--images {images!r} is not a folder: give the folder that holds the FITS images")
+    if not any(p.name.lower().endswith(FITS_SUFFIXES) and p.is_file() for p in folder.rglob("*")):
+        raise _UsageError(
+            f"--images {images!r} holds no FITS file (names ending {', '.join(FITS_SUFFIXES)}): give the folder "
+            "of the images, or leave --images out to download the cutouts (needs the network)"
+        )
+
+
 def _classify_options(args: argparse.Namespace) -> dict:
     """Return the classify_table keywords of the image source, model and position options (classify, samp)."""
+    _check_images(args.images)
     return {
         "images": args.images,
         "model": args.model,
@@ -333,15 +554,18 @@ def _classify_options(args: argparse.Namespace) -> dict:
 def _cmd_classify(args: argparse.Namespace) -> int:
     from .stream import classify_file
 
+    _check_out_format(args.out, args.out_format)
     if args.chunk_size < 0:
         raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
-    if args.threads is not None:
-        import torch
+    import torch
 
-        if args.threads < 1:
-            raise _UsageError(f"--threads must be 1 or more, not {args.threads}")
-        torch.set_num_threads(args.threads)
-    with _terminate_as_interrupt():
+    from .engine import idle_cores
+
+    threads = args.threads if args.threads is not None else idle_cores()
+    log.info("model threads: %d%s", threads, "" if args.threads is not None else " (the cores not busy now)")
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    with _terminate_as_interrupt(), _restore(lambda: torch.set_num_threads(saved_threads)):
         run = classify_file(
             args.catalog,
             args.out,
@@ -351,7 +575,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             dask=args.dask,
             tta=False if args.no_tta else None,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=_progress_mode(args),
             gallery=args.gallery,
             gallery_max=args.gallery_max,
             restart=args.restart,
@@ -359,6 +583,32 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         )
     print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
     return EXIT_OK if run.all_ok else EXIT_PARTIAL
+
+
+@contextlib.contextmanager
+def _restore(undo):
+    """Call ``undo()`` on the way out of the block, however it is left."""
+    try:
+        yield
+    finally:
+        undo()
+
+
+def _check_out_format(out: str, out_format: str | None) -> None:
+    """Raise a usage error naming ``--out``/``--out-format`` when the output format cannot be told."""
+    from .catalog import CatalogError, format_from_path
+
+    try:
+        format_from_path(out, out_format)
+    except CatalogError:
+        if out_format is not None:
+            raise _UsageError(
+                f"--out-format {out_format!r} is not a catalog format: give fits, votable, ecsv or csv"
+            ) from None
+        raise _UsageError(
+            f"cannot tell the output format from the name {out!r}: end --out with .vot, .fits, .ecsv or .csv, "
+            "or give --out-format (fits, votable, ecsv, csv)"
+        ) from None
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -390,7 +640,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
         raise _UsageError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
     images, labels, names, cards = [], [], [], []
     if args.dataset == "frdeep-f":
-        ds = FRDEEPF(args.data_root, train=split == "train", download=args.download, url=args.dataset_url)
+        ds = _frdeep(args, split)
         images.append(ds.data)
         labels.append(ds.targets)
         names += ds.names
@@ -400,13 +650,17 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
 
         if args.images is None:
             raise _UsageError("--catalog needs --images DIR (where the catalog's FIRST images are)")
-        cat = LabeledCatalog(
-            args.catalog,
-            images=args.images,
-            label_column=args.label_column,
-            ra_col=args.ra_col,
-            dec_col=args.dec_col,
-        )
+        _check_images(args.images)
+        try:
+            cat = LabeledCatalog(
+                args.catalog,
+                images=args.images,
+                label_column=args.label_column,
+                ra_col=args.ra_col,
+                dec_col=args.dec_col,
+            )
+        except KeyError as exc:  # the label column
+            raise _UsageError(f"{exc.args[0] if exc.args else exc}: name it with --label-column") from None
         images.append(cat.data)
         labels.append(cat.targets)
         names += [f"row {r}" for r in cat.rows]
@@ -427,6 +681,30 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
     return np.concatenate(images), np.concatenate(labels), names, cards
 
 
+def _data_root(args: argparse.Namespace):
+    """Return ``--data-root``, or the default data directory."""
+    from .datasets import default_data_dir
+
+    return args.data_root if args.data_root is not None else default_data_dir()
+
+
+def _frdeep(args: argparse.Namespace, split: str):
+    """Return the FRDEEP-F split, downloaded first with ``--download`` or ``--dataset-url``; errors name the fix."""
+    from .datasets import FRDEEPF, DatasetMissingError
+
+    root = _data_root(args)
+    download = args.download or args.dataset_url is not None
+    try:
+        return FRDEEPF(root, train=split == "train", download=download, url=args.dataset_url)
+    except DatasetMissingError:
+        if download:
+            raise
+        raise _UsageError(
+            f"FRDEEP-F is not in {str(root)!r} (--data-root): add --download to fetch it ({FRDEEPF.url}, 0.3 MB), "
+            f"or --dataset-url PATH to unpack a copy of {FRDEEPF.filename} you have"
+        ) from None
+
+
 def _train_config(args: argparse.Namespace):
     from .train import TrainConfig, cnn_options
 
@@ -436,8 +714,6 @@ def _train_config(args: argparse.Namespace):
         raise _UsageError("--stem-stride, --stretch, --radial and --center-zoom are options of --arch cnn or d4cnn")
     else:
         arch_kwargs = {"width": args.width} if args.width else {}
-    if args.members < 1:
-        raise _UsageError(f"--members must be 1 or more, not {args.members}")
     return TrainConfig(
         arch=args.arch,
         arch_kwargs=arch_kwargs,
@@ -467,20 +743,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     card = {"name": args.name or args.arch, "training_data": cards}
     show = not args.no_progress and sys.stderr.isatty()
-    if args.members > 1:
-        model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
-        history = histories[0]  # the curves of the first network
-    else:
-        model, history = train_model(images, labels, cfg, progress=show, card=card)
+    with _epoch_lines(args.quiet):
+        if args.members > 1:
+            model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
+            history = histories[0]  # the curves of the first network
+        else:
+            model, history = train_model(images, labels, cfg, progress=show, card=card)
     if args.dataset == "frdeep-f":
         from .datasets import FRDEEPF
         from .evaluate import evaluate_model
 
-        test = FRDEEPF(args.data_root, train=False)
+        test = FRDEEPF(_data_root(args), train=False)
         m = evaluate_model(model, test.data, test.targets)
         m.pop("prob")
         m.pop("spread")
         model.card["metrics"]["frdeep_f_test"] = m
+    failure = None if args.accept_chance else learning_failure(model.card["metrics"]["validation"])
+    if failure is not None:
+        model.card["learning_failure"] = failure
     save_model(model, args.out)
     if args.report:
         from .evaluate import write_report
@@ -491,35 +771,103 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "frdeep_f_test" in model.card["metrics"]:
         test_note = f", FRDEEP-F test accuracy {model.card['metrics']['frdeep_f_test']['accuracy']:.3f}"
     print(
-        f"frsurvey: trained {args.arch if args.members == 1 else f'{args.members} x {args.arch}'} on {len(labels)} images for {len(history['train_loss'])} epochs "
+        f"frsurvey: trained {args.arch if args.members == 1 else f'{args.members} x {args.arch}'} on {model.card['n_train']} images "
+        f"(validated on {model.card['n_val']}) for {len(history['train_loss'])} epochs "
         f"(kept epoch {history['best_epoch']}): validation accuracy {v.get('accuracy', float('nan')):.3f}"
         f"{test_note} -> {args.out}",
         file=sys.stderr,
     )
+    if failure is not None:
+        print(
+            f"frsurvey: error: the model did not learn: {failure}. Its checkpoint is in {args.out} only to be "
+            "looked at; do not classify with it. Try more --epochs, another --lr or --seed, and look at the "
+            "epoch lines (validation loss and accuracy) or the curves of --report",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_LEARNED
     return EXIT_OK
+
+
+def learning_failure(validation: dict) -> str | None:
+    """Return why a model's validation metrics show that it learned nothing, or None when they do not.
+
+    Parameters
+    ----------
+    validation : dict
+        :func:`frsurvey.metrics.binary_metrics` of the validation split
+        (its ``confusion_matrix`` is used).
+
+    Returns
+    -------
+    str or None
+        A sentence when the model predicts one class for every validation
+        image, or when its accuracy is no better than always answering the
+        larger class (chance level); None otherwise, and when there is no
+        validation split.
+    """
+    import numpy as np
+
+    cm = np.asarray(validation.get("confusion_matrix", []), dtype=int)
+    if cm.ndim != 2 or cm.sum() == 0:
+        return None
+    n = int(cm.sum())
+    predicted = cm.sum(axis=0)
+    truth = cm.sum(axis=1)
+    names = ("FRI", "FRII")
+    if (predicted > 0).sum() <= 1:
+        one = names[int(np.argmax(predicted))]
+        return f"it predicts {one} for all {n} validation images"
+    acc = float(np.trace(cm)) / n
+    chance = float(truth.max()) / n
+    if acc <= chance:
+        return (
+            f"its validation accuracy {acc:.3f} is no better than {chance:.3f}, that of always answering "
+            f"{names[int(np.argmax(truth))]} (chance level)"
+        )
+    return None
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, evaluate_model, write_report
 
+    if not args.cv:
+        given = [option for dest, (option, default) in args.cv_only.items() if getattr(args, dest) != default]
+        if given:
+            raise _UsageError(
+                f"{', '.join(given)}: training options, used only with --cv K (cross-validating a recipe); "
+                "without --cv, evaluate scores --model as it is"
+            )
     images, labels, names, cards = _load_training_data(args, args.split)
     if args.cv:
-        result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
+        with _epoch_lines(args.quiet):
+            result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
         result["data"] = cards
-        paths = write_report(args.out_dir, result)
+        # the figures of the pooled out-of-fold predictions: every image scored by the fold that did not train on it
+        result["confusion_matrix"] = result["pooled"]["all"]["confusion_matrix"]
+        views = images if images.ndim == 3 else images[:, 0]
+        paths = write_report(args.out_dir, result, images=views, labels=labels, names=names)
         s = result["summary"]
         print(
             f"frsurvey: {args.cv}-fold cross-validation of {args.arch}: accuracy {s['accuracy']['mean']:.3f} "
             f"± {s['accuracy']['std']:.3f}, ROC AUC {s['roc_auc']['mean']:.3f} ± {s['roc_auc']['std']:.3f}, "
-            f"ECE {s['ece']['mean']:.3f} ± {s['ece']['std']:.3f} -> {paths['json']}",
+            f"ECE {s['ece']['mean']:.3f} ± {s['ece']['std']:.3f} -> {paths['json']} and {len(paths) - 1} figures",
             file=sys.stderr,
         )
         return EXIT_OK
     from .models import load_model
 
     model = load_model(args.model)
+    seen = seen_in_training(model.card, cards)
+    if seen:
+        log.warning(
+            "the model was trained on %s: these scores are on its own training data, not a measure of how it "
+            "does on new sources (evaluate on data it has not seen, e.g. --dataset frdeep-f --split test)",
+            " and ".join(seen),
+        )
     result = evaluate_model(model, images, labels)
     result["data"] = cards
+    if seen:
+        result["warning"] = f"trained on {' and '.join(seen)}: scores on training data"
     result["model"] = {"path": model.path, "sha256": model.sha256, "name": model.card.get("name")}
     paths = write_report(
         args.out_dir, result, images=images, labels=labels, history=model.card.get("history"), names=names
@@ -530,6 +878,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def seen_in_training(card: dict, data: list[dict]) -> list[str]:
+    """Return the names of the evaluation data sets that the model of ``card`` was trained on.
+
+    Parameters
+    ----------
+    card : dict
+        The model card; its ``training_data`` entries are compared.
+    data : list of dict
+        The data cards of the evaluation (as ``frsurvey train`` writes them):
+        FRDEEP-F by split, a labeled catalog by its file's sha256.
+
+    Returns
+    -------
+    list of str
+        Empty when none of the data was seen in training.
+    """
+    seen: list[str] = []
+    trained = card.get("training_data") or []
+    for d in data:
+        for t in trained:
+            if (
+                d.get("name") == "FRDEEP-F"
+                and t.get("name") == "FRDEEP-F"
+                and d.get("split") == t.get("split", "train")
+            ):
+                seen.append(f"FRDEEP-F ({d['split']} split)")
+                break
+            digest = d.get("sha256")
+            if digest and digest in (t.get("sha256"), t.get("catalog_sha256")):
+                seen.append(str(d.get("name")))
+                break
+    return seen
 
 
 def _cmd_samp(args: argparse.Namespace) -> int:
@@ -562,6 +944,7 @@ def _cmd_samp(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .show import show_catalog
 
+    _check_images(args.images)
     gallery = show_catalog(
         args.catalog,
         args.out,
@@ -645,10 +1028,14 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``frsurvey`` command line and return its exit code."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     parser = build_parser()
     args = parser.parse_args(argv)
     with _logging(args.verbose, args.quiet, args.debug):
-        return _run(args)
+        # log lines are written above a progress bar, never into its line
+        with logging_redirect_tqdm(loggers=[logging.getLogger("frsurvey")]):
+            return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

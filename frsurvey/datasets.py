@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.parse
@@ -27,13 +28,48 @@ from torch.utils.data import Dataset
 from .preprocess import CROP_SIZE, circle_mask
 from .status import Status
 
-__all__ = ["FRDEEPF", "DatasetIntegrityError", "LabeledCatalog", "find_duplicates", "label_index", "md5sum"]
+__all__ = [
+    "FRDEEPF",
+    "DatasetIntegrityError",
+    "DatasetMissingError",
+    "LabeledCatalog",
+    "default_data_dir",
+    "find_duplicates",
+    "label_index",
+    "md5sum",
+]
 
 log = logging.getLogger(__name__)
 
 
 class DatasetIntegrityError(RuntimeError):
     """Raised when a dataset file is missing or does not match its published checksum."""
+
+
+class DatasetMissingError(DatasetIntegrityError):
+    """Raised when a dataset file is not there at all (download it)."""
+
+
+#: Environment variable that overrides the default data directory.
+DATA_ENV = "FRSURVEY_DATA"
+
+
+def default_data_dir() -> Path:
+    """Return the user's data directory for frsurvey (where datasets are unpacked).
+
+    ``$FRSURVEY_DATA`` if set; else ``$XDG_DATA_HOME/frsurvey`` or
+    ``~/.local/share/frsurvey`` (Linux and other Unixes),
+    ``~/Library/Application Support/frsurvey`` (macOS),
+    ``%LOCALAPPDATA%\\frsurvey`` (Windows), as platformdirs' ``user_data_dir`` would say.
+    """
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")) / "frsurvey"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "frsurvey"
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share") / "frsurvey"
 
 
 def md5sum(path: str | os.PathLike) -> str:
@@ -223,15 +259,16 @@ class FRDEEPF(_ImageDataset):
         for name, md5 in self.files():
             path = folder / name
             if not path.is_file():
-                raise DatasetIntegrityError(
-                    f"FRDEEP-F file {str(path)!r} is missing; use download=True (frsurvey train --download) "
-                    f"or install the archive from a local copy"
+                raise DatasetMissingError(
+                    f"FRDEEP-F is not in {str(self.root)!r} ({name} is missing): download it with "
+                    f"--download (command line) or download=True (Python), or unpack a copy of "
+                    f"{self.filename} with --dataset-url PATH (url=PATH)"
                 )
             got = md5sum(path)
             if got != md5:
                 raise DatasetIntegrityError(
                     f"FRDEEP-F file {str(path)!r} is corrupt: md5 {got}, published {md5}; delete "
-                    f"{str(folder)!r} and download it again"
+                    f"{str(folder)!r} and download it again (--download or --dataset-url PATH; Python: download=True)"
                 )
 
     def _is_intact(self) -> bool:
@@ -433,12 +470,22 @@ def _fetch(url: str, dest: Path) -> None:
         with os.fdopen(fd, "wb") as out:
             if parsed.scheme in ("http", "https"):
                 log.info("downloading %s", url)
-                with urllib.request.urlopen(url, timeout=60) as resp:
-                    shutil.copyfileobj(resp, out)
+                try:
+                    with urllib.request.urlopen(url, timeout=60) as resp:
+                        shutil.copyfileobj(resp, out)
+                except OSError as exc:  # URLError, HTTPError, timeouts
+                    reason = getattr(exc, "reason", None) or exc
+                    raise DatasetIntegrityError(
+                        f"could not download FRDEEP-F from {url}: {reason}. Without network here: copy "
+                        f"{dest.name} (md5 {FRDEEPF.tgz_md5}) from a machine that has it and give its path "
+                        f"with --dataset-url PATH (Python: url=PATH)"
+                    ) from exc
             else:
                 src = urllib.request.url2pathname(parsed.path) if parsed.scheme == "file" else url
                 if not Path(src).is_file():
-                    raise DatasetIntegrityError(f"no FRDEEP-F archive at {url!r}")
+                    raise DatasetIntegrityError(
+                        f"no FRDEEP-F archive at {url!r}: give --dataset-url the path or URL of {dest.name}"
+                    )
                 with open(src, "rb") as f:
                     shutil.copyfileobj(f, out)
         os.replace(tmp, dest)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = [
     "FailureLog",
     "RowResults",
     "fr_classes",
+    "idle_cores",
     "numeric_settings",
     "provenance",
     "resolve_device",
@@ -60,6 +62,24 @@ MEMORY = 200_000
 #: Images per forward pass on the CPU (views included): a CPU runs small CNNs fastest on passes that
 #: stay in its cache; a GPU takes the whole batch at once.
 CPU_PASS_IMAGES = 32
+
+
+def idle_cores() -> int:
+    """Return the CPU cores not busy with other work now: at least 1, at most torch's thread count.
+
+    That is torch's default thread count (one per physical core) less the
+    1-minute load average of the machine (rounded), at least 1. Model threads
+    that must share a core with another busy process wait for each other at
+    every layer: on a 2-core machine running other work, 2 threads made
+    ``classify`` 5.5x slower than 1 (``scripts/bench_defaults.py``).
+    Where the load average is not available (Windows), torch's count.
+    """
+    cores = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, (os.cpu_count() or cores) - round(load)))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -294,8 +314,9 @@ class BatchClassifier:
             sees every batch (the gallery's :class:`~frsurvey.show.GalleryKeeper`);
             ``key_of_row`` numbers the prepared keys as the batches do (-1 for a
             row whose key was not prepared in this call).
-        bar : tqdm, optional
-            Updated with the number of keys of each batch.
+        bar : tqdm or frsurvey.progress.RowProgress, optional
+            Updated with the number of keys of each batch (told their number
+            first when it has an ``expect`` method).
         reason : numpy.ndarray, optional
             Why the rows given a failing ``status`` have it (``parse_positions(..., with_reasons=True)``):
             their ``message``.
@@ -368,6 +389,8 @@ class BatchClassifier:
 
         if todo:
             self.source.prefetch(todo)  # online sources download in the background from here on
+            if bar is not None and hasattr(bar, "expect"):
+                bar.expect(len(todo))  # a RowProgress turns the sources done into rows
             for batch in self._batches(todo):
                 where = todo_entry_a[batch["index"]]
                 e_status_a[where] = batch["status"]

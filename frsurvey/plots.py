@@ -114,7 +114,7 @@ def reliability(labels: np.ndarray, prob: np.ndarray, path: str | os.PathLike, n
         ylim=(0, 1.05),
         title=f"Reliability (ECE = {expected_calibration_error(labels, prob, n_bins):.3f})",
     )
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False)  # below: never on a bar
     return _save(fig, path)
 
 
@@ -130,7 +130,8 @@ def gallery(
     n = max(len(titles), 1)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = _figure(nrows, ncols, figsize=(2.1 * ncols, 2.3 * nrows), squeeze=False)
+    # constrained layout keeps the figure title above the panels' titles, however few panels there are
+    fig, axes = _figure(nrows, ncols, figsize=(2.1 * ncols, 2.3 * nrows), squeeze=False, layout="constrained")
     for k, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
         ax.set_yticks([])

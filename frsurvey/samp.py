@@ -644,7 +644,12 @@ class SampClassifier:
                 except Exception as exc:
                     log.warning("could not send %r to %s: %s", name, self._client_name(client_id), exc)
         if not sent:
-            log.warning("no SAMP client takes tables: the labeled table %r stays at %s", name, path)
+            log.warning(
+                "no SAMP client takes tables: the labeled table %r is at %s only until this listener stops "
+                "(its folder is removed then): copy it now, or start TOPCAT and send the table again",
+                name,
+                path,
+            )
         return sent
 
     def _subscribed(self, client_id: str, mtype: str) -> bool:

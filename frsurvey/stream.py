@@ -156,6 +156,18 @@ class CatalogChunks:
         check_compressed_size(self.path)
         if self.format in ("csv", "ecsv") and _compression(self.path):
             raise CatalogError(f"{str(self.path)!r} is a compressed {self.format} file: decompress it first")
+        #: Rows of the catalog, once known: after the first chunk (CSV, FITS, VOTable) or :meth:`count_rows`.
+        self.rows: int | None = None
+
+    def count_rows(self) -> int:
+        """Return (and remember in :attr:`rows`) the catalog's row count, reading the file if need be."""
+        if self.rows is None:
+            if self.format in ("csv", "ecsv"):
+                _, chunks = self._records()
+                self.rows = sum(sum(1 for _, rec in batch if rec.strip()) for batch in chunks)
+            else:
+                self.rows = sum(len(chunk) for chunk in self)
+        return self.rows
 
     def __iter__(self) -> Iterator[Table]:
         chunks = {"fits": self._fits, "csv": self._csv, "ecsv": self._ecsv}.get(self.format, self._whole)
@@ -176,6 +188,7 @@ class CatalogChunks:
 
     def _whole(self) -> Iterator[Table]:
         table = read_catalog(self.path, format=self.format, table=self.table)
+        self.rows = len(table)
         for start in range(0, max(len(table), 1), self.chunk_size):
             yield table[start : start + self.chunk_size]
 
@@ -187,6 +200,7 @@ class CatalogChunks:
         with fits.open(self.path, memmap=True) as hdul:
             hdu_no, note = _fits_table_choice(hdul, self.path, self.table)
             nrows = int(hdul[hdu_no].header.get("NAXIS2", 0))
+            self.rows = nrows
             whole = _fits_hdu_table(hdul[hdu_no]) if nrows <= self.chunk_size else None
         if whole is not None:  # one chunk: exactly what read_catalog reads
             if note:
@@ -261,7 +275,9 @@ class CatalogChunks:
         first, second = next(chunks, None), next(chunks, None)
         if second is None:  # one chunk: exactly what read_catalog reads
             chunks.close()
-            yield read_catalog(self.path, format="ecsv")
+            whole = read_catalog(self.path, format="ecsv")
+            self.rows = len(whole)
+            yield whole
             return
         for batch in itertools.chain([first, second], chunks):
             yield self._read(header, batch, "ascii.ecsv")
@@ -273,12 +289,17 @@ class CatalogChunks:
         first, second = next(chunks, None), next(chunks, None)
         if second is None:  # one chunk: exactly what read_catalog reads
             chunks.close()
-            yield read_catalog(self.path, format="csv")
+            whole = read_catalog(self.path, format="csv")
+            self.rows = len(whole)
+            yield whole
             return
         kinds: list[dict[str, str]] = []
+        rows = 0
         for batch in itertools.chain([first, second], chunks):
             t = self._read(header, batch, "ascii.csv")
             kinds.append({name: t[name].dtype.kind for name in t.colnames})
+            rows += len(t)
+        self.rows = rows
         merged = {name: _widest([k[name] for k in kinds]) for name in kinds[0]}
         _, chunks = self._records()
         for batch, chunk_kinds in zip(chunks, kinds):
@@ -1214,8 +1235,10 @@ def classify_file(
     chunk_size : int
         Rows read, classified and written at a time; 0: the whole catalog
         at once, in memory (:func:`~frsurvey.classify_table`), without a journal.
-    progress : bool
-        A progress bar (rows) on stderr.
+    progress : bool or str
+        Progress on stderr: True or ``"bar"``, a bar (rows, with an ETA when
+        the row count is known); ``"lines"``, a line of text every minute
+        (for runs without a terminal).
     gallery, gallery_max : optional
         Draw the first rows of the first chunk (see :func:`~frsurvey.classify_table`);
         not with ``dask``.
@@ -1286,8 +1309,11 @@ def classify_file(
     if dask is not None and gallery is not None:
         raise ValueError("--gallery draws from the images in this process: it cannot be combined with --dask")
 
-    chunks = iter(CatalogChunks(catalog, format=format, table=table_index, chunk_size=chunk_size))
+    reader = CatalogChunks(catalog, format=format, table=table_index, chunk_size=chunk_size)
+    chunks = iter(reader)
     first = next(chunks)
+    if reader.rows is None and progress:
+        reader.count_rows()
     ra_name, dec_name = find_position_columns(first, ra_col, dec_col)
     dev = resolve_device(device)
     model = get_model(model, dev)
@@ -1324,15 +1350,15 @@ def classify_file(
     counts: collections.Counter = collections.Counter()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import LINE_INTERVAL, RowProgress
 
-        bar = tqdm(unit="row", desc="classify", dynamic_ncols=True)
+        bar = RowProgress(reader.rows, "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
     runner = None
     try:
         runner = (
             _DaskRunner(dask, model, source, device, options)
             if dask is not None
-            else _LocalRunner(model, source, dev, options, gallery, gallery_max)
+            else _LocalRunner(model, source, dev, options, gallery, gallery_max, bar)
         )
         for k, (chunk, res, fresh) in enumerate(runner.run(_with_done(first, chunks, journal), ra_name, dec_name)):
             if fresh and journal is not None:
@@ -1353,7 +1379,9 @@ def classify_file(
                 _draw_again(labeled, gallery, gallery_max, source, ra_name, dec_name)
             writer.write(labeled)
             if bar is not None:
-                bar.update(len(chunk))
+                if not fresh or dask is not None:  # not counted while it was classified
+                    bar.start_chunk(len(chunk))
+                bar.finish_chunk()
         failures.close()
         summary.prepared, summary.remembered = runner.prepared, runner.remembered
         summary.counts = dict(counts)
@@ -1448,10 +1476,11 @@ def _positions(chunk: Table, ra_name: str, dec_name: str, first: bool):
 class _LocalRunner:
     """Classifies chunks in this process, one classifier for the run."""
 
-    def __init__(self, model, source, device, options, gallery, gallery_max) -> None:
+    def __init__(self, model, source, device, options, gallery, gallery_max, bar=None) -> None:
         self.engine = BatchClassifier(model, source, device=device, **options)
         self.gallery = gallery
         self.gallery_max = gallery_max
+        self.bar = bar  # a RowProgress: told of each chunk, and of its sources as they are done
         self.parsed = False  # a chunk's positions parsed (its warning logged) by this run
 
     def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
@@ -1467,7 +1496,9 @@ class _LocalRunner:
             keep = None
             if k == 0 and self.gallery is not None:
                 keep = functools.partial(GalleryKeeper, max_rows=self.gallery_max)
-            yield chunk, self.engine.classify(ra, dec, status, keep=keep, reason=reason), True
+            if self.bar is not None:
+                self.bar.start_chunk(len(chunk))
+            yield chunk, self.engine.classify(ra, dec, status, keep=keep, reason=reason, bar=self.bar), True
 
     @property
     def prepared(self) -> int:

@@ -165,6 +165,13 @@ def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) ->
     return images_t[ib].numpy()
 
 
+def _epoch_bar(total: int, desc: str):
+    """Return a tqdm bar of ``total`` batches on stderr, erased when closed."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+
+
 @torch.no_grad()
 def _recompute_batch_norm(net, loader, images_t, augment, gen, device, batches: int) -> None:
     """Set every batch norm's running statistics to their average over ``batches`` training batches.
@@ -345,12 +352,10 @@ def train_model(
             group["lr"] = cfg.lr * _lr_factor(epoch, cfg)
         net.train()
         total, correct, loss_sum = 0, 0, 0.0
-        batches = loader
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
-        for ib, yb in batches:
+        # the bar is only told how far the loop is: it never touches the loader, whose iterators draw
+        # their seeds from the random generators (tqdm.auto's bar opens an extra iterator of what it wraps)
+        bar = _epoch_bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
+        for ib, yb in loader:
             x = torch.from_numpy(to_model_input(_batch_of(images_t, ib, gen))).to(device)
             y = yb.to(device)
             if augment is not None:
@@ -366,6 +371,10 @@ def train_model(
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         _recompute_batch_norm(net, loader, images_t, augment, gen, device, cfg.bn_batches)
         val_logits = predict_logits(net, val_images, device)
         val_loss = float(F.cross_entropy(val_logits, val_t)) if len(val_t) else float("nan")

@@ -37,6 +37,7 @@ PROVENANCE = {
     "FRS_SRC": "local:/somewhere (3 images)",
     "FRS_DATE": "2025-01-01T00:00:00Z",
     "FRS_STAT": "4 rows: 2 ok, 1 no_image, 1 bad_position",
+    "FRS_UNC": "views",
 }
 
 
@@ -268,8 +269,10 @@ def test_only_dec_missing_says_so():
 
 def test_explicit_column_that_does_not_exist():
     t = Table({"RA": [1.0], "DEC": [2.0]})
-    with pytest.raises(NoPositionColumnsError, match=r"'nope' is not in the catalog.*RA, DEC"):
+    with pytest.raises(NoPositionColumnsError, match=r"'nope' \(--ra-col\) is not in the catalog.*RA, DEC"):
         find_position_columns(t, "nope", "DEC")
+    with pytest.raises(NoPositionColumnsError, match=r"'nope' \(--dec-col\) is not in the catalog"):
+        find_position_columns(t, "RA", "nope")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,15 +596,21 @@ def test_reclassified_fits_keeps_column_ucds_in_place(tmp_path):
     assert ucds["RAJ2000"] == "pos.eq.ra;meta.main"
 
 
-def test_input_columns_named_like_ours_but_for_case_are_kept_with_a_warning(caplog):
+def test_input_columns_named_like_ours_but_for_case_are_renamed_with_a_warning(caplog):
     """The MiraBest catalog has `fr_class` (the truth); STILTS/TOPCAT/FITS match names without case."""
-    t = Table({"RA": [1.0], "DEC": [2.0], "fr_class": ["FRII"], "Fr_Status": ["x"], "other": [3]})
+    t = Table(
+        {"RA": [1.0], "DEC": [2.0], "fr_class": ["FRII"], "Fr_Status": ["x"], "FR_STATUS_INPUT": [1], "other": [3]}
+    )
     with caplog.at_level(logging.WARNING, logger="frsurvey"):
         out = add_results(t, ["FRI"], [0.8], ["ok"], uncertainty=[0.1])
     messages = [r.getMessage() for r in caplog.records]
-    assert any("fr_class, Fr_Status" in m and "case" in m for m in messages), messages
-    assert out.colnames == ["RA", "DEC", "fr_class", "Fr_Status", "other", *OUTPUT_COLUMNS]
-    assert list(out["fr_class"]) == ["FRII"] and list(out["FR_CLASS"]) == ["FRI"]
+    assert any("fr_class -> fr_class_input, Fr_Status -> Fr_Status_input2" in m and "case" in m for m in messages)
+    kept = ["RA", "DEC", "fr_class_input", "Fr_Status_input2", "FR_STATUS_INPUT", "other"]
+    assert out.colnames == [*kept, *OUTPUT_COLUMNS]
+    assert list(out["fr_class_input"]) == ["FRII"] and list(out["FR_CLASS"]) == ["FRI"]
+    assert t.colnames[2] == "fr_class"  # the caller's table is untouched
+    lower = {c.lower() for c in out.colnames}
+    assert len(lower) == len(out.colnames)  # no two names left that differ only by case
 
 
 def test_no_case_warning_for_ordinary_catalogs(caplog):

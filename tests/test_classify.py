@@ -64,15 +64,16 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
     assert "Traceback" not in proc.stderr
     total, counts, where = summary_counts(proc.stderr)
     assert (total, counts, where) == (301, {"ok": 301}, str(out_path))
-    # the catalog's own `fr_class` (the truth) is kept beside our FR_CLASS, with a warning about case
-    assert "fr_class" in proc.stderr and "case" in proc.stderr
+    # the catalog's own `fr_class` (the truth) is kept as fr_class_input beside our FR_CLASS, with a warning
+    assert "fr_class -> fr_class_input" in proc.stderr and "case" in proc.stderr
 
     cat = Table.read(first_cutouts / "catalog.csv", format="ascii.csv")
     out = read_catalog(out_path)
     assert len(out) == 301
-    assert out.colnames == [*cat.colnames, *OUR_COLUMNS]
-    for name in cat.colnames:  # in order and unchanged
-        assert plain(out[name]) == plain(cat[name]), name
+    kept = [f"{c}_input" if c == "fr_class" else c for c in cat.colnames]
+    assert out.colnames == [*kept, *OUR_COLUMNS]
+    for name, new in zip(cat.colnames, kept):  # in order and unchanged
+        assert plain(out[new]) == plain(cat[name]), name
     assert list(out["FR_STATUS"]) == ["ok"] * 301
     check_results(out)
     assert out.meta == {} or "FRS_VER" not in out.meta  # provenance is in INFO elements, checked below

@@ -39,6 +39,7 @@ from frsurvey.sources.http import (
     retry_delay,
     validate_fits,
 )
+from frsurvey.sources.remote import ServiceUnreachableError
 from frsurvey.status import Status
 
 # Positions of generated cutouts; astroquery states them to 6 significant figures, as these are.
@@ -290,6 +291,47 @@ def test_a_dead_service_is_given_up_on(services, tmp_path):
     assert [s for s, _ in result] == [Status.FETCH_FAILED] * len(GENERATED)
     assert services.counts["/current/cgi/runquery.pl"] == 2 * 2  # two rows, two attempts each
     assert all("not tried" in m for _, m in result[2:]) and "HTTP 503" in result[2][1]
+
+
+def _closed_port_url(path: str = "/current/cgi/basicform.pl") -> str:
+    """A URL on 127.0.0.1 where nothing listens: every connection is refused, as without network."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def test_without_network_one_early_failure_that_names_the_ways_out(tmp_path, model_path, capsys):
+    """No service to reach: the run stops before queuing a row, instead of failing every row after retries."""
+    positions = [(150.0 + 0.1 * i, 2.0) for i in range(30)]
+    catalog = write_catalog(tmp_path / "cat.csv", positions)
+    url = _closed_port_url()
+    out = tmp_path / "out.vot"
+    rc = cli("classify", catalog, "--cache", tmp_path / "cache", "--skyview-url", url, "--model", model_path,
+             "--out", out, "--no-progress")  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"skyview at {url} cannot be reached" in err and "cannot connect to 127.0.0.1" in err
+    assert "--images DIR" in err and "--offline" in err and "--skyview-url" in err
+    assert "fetch_failed" not in err and "Traceback" not in err
+    assert not out.exists() and not cache_files(tmp_path / "cache")
+
+
+def test_the_connection_probe_is_tried_once_and_sends_no_request(services, tmp_path):
+    src = skyview(services, tmp_path / "cache")
+    keys = src.locate(*np.array(GENERATED).T)
+    src.prefetch(keys[:2])
+    src.prefetch(keys[2:])
+    result = src.fetch(keys)
+    src.close()
+    assert [s for s, _ in result] == [Status.OK] * len(GENERATED)
+    assert services.counts["/current/cgi/runquery.pl"] == len(GENERATED)  # the probe is no request
+    dead = SkyViewSource(_closed_port_url(), cache=tmp_path / "cache2", **FAST)
+    with pytest.raises(ServiceUnreachableError, match="cannot be reached"):
+        dead.prefetch(dead.locate(np.array([150.0]), np.array([2.0])))
+    dead.close()
 
 
 def test_cache_writes_are_atomic(services, tmp_path, monkeypatch):

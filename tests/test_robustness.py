@@ -216,7 +216,7 @@ def test_columns_named_like_ours(tmp_path, sky, model_path, capsys):
     t["ra"], t["dec"] = [150.0, 10.0], [30.0, -5.0]
     t["FR_CLASS"] = ["stale", "stale"]  # ours, from an earlier run: replaced
     t["P_FRI"] = [0.123, 0.456]
-    t["fr_status"] = ["truth-a", "truth-b"]  # another catalog's own, but for case: kept, with a warning
+    t["fr_status"] = ["truth-a", "truth-b"]  # another catalog's own, but for case: kept under another name
     t["p_frii"] = [0.9, 0.1]
     src = tmp_path / "named.fits"
     t.write(src)
@@ -224,14 +224,14 @@ def test_columns_named_like_ours(tmp_path, sky, model_path, capsys):
     rc, err = cli(capsys, "classify", src, "--images", sky, "--model", model_path, "--out", out, "--no-progress")
     assert rc == 0, err
     assert "already has FR_CLASS, P_FRI" in err and "replacing them" in err
-    assert "fr_status, p_frii" in err and "without case" in err
+    assert "fr_status -> fr_status_input, p_frii -> p_frii_input" in err and "without case" in err
     back = read_catalog(out)
-    assert back.colnames == ["ra", "dec", "fr_status", "p_frii", *OURS]
-    assert list(back["fr_status"]) == ["truth-a", "truth-b"]
+    assert back.colnames == ["ra", "dec", "fr_status_input", "p_frii_input", *OURS]
+    assert list(back["fr_status_input"]) == ["truth-a", "truth-b"]
     assert list(back["FR_STATUS"]) == ["ok", "ok"] and 0 <= back["P_FRI"][0] <= 1
-    with fits.open(out) as h:  # a FITS reader that matches names without case takes the exact name first
+    with fits.open(out) as h:  # no two names left that a reader matching without case could confuse
         assert list(h[1].data["FR_STATUS"]) == ["ok", "ok"]
-        assert list(h[1].data["fr_status"]) == ["truth-a", "truth-b"]
+        assert list(h[1].data["fr_status_input"]) == ["truth-a", "truth-b"]
 
 
 @pytest.mark.parametrize("chunk", ["1", "50000"])
@@ -410,8 +410,11 @@ def test_a_checkpoint_carrying_pickled_code_is_refused_and_the_code_never_runs(t
         load_model(evil)
     assert not proof.exists()
     (tmp_path / "c.csv").write_text("ra,dec\n150.0,30.0\n")
+    make_first_fits(tmp_path / "images" / "a.fits", 150.0, 30.0)
     out = tmp_path / "out.vot"
-    rc, err = cli(capsys, "classify", tmp_path / "c.csv", "--images", tmp_path, "--model", evil, "--out", out)
+    rc, err = cli(
+        capsys, "classify", tmp_path / "c.csv", "--images", tmp_path / "images", "--model", evil, "--out", out
+    )
     assert rc == 2 and "refusing" in err and "Traceback" not in err
     assert not proof.exists() and not out.exists()
 

@@ -397,3 +397,31 @@ def test_readme_stilts_recipe_runs(stilts, status_zoo, model_path, tmp_path):
     for made in ("frii.vot", "sky.png"):
         assert (tmp_path / made).stat().st_size > 0, made
     assert (tmp_path / "sky.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("ext, ifmt", [("vot", "votable"), ("fits", "fits")])
+def test_stilts_keepcols_fr_class_gets_ours_when_the_input_has_its_own_fr_class(
+    stilts, tmp_path, model_path, ext, ifmt
+):
+    """A labeled catalog's `fr_class` (the truth): STILTS and TOPCAT match names without case."""
+    from conftest import default_blobs, make_first_fits
+
+    from frsurvey.cli import main
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i, kind in enumerate(["FRI", "FRII", "FRII"]):
+        ra, dec = 150.0 + 2 * i, 20.0
+        make_first_fits(images / f"s{i}.fits", ra, dec, seed=i, sources=default_blobs(ra, dec, kind))
+        rows.append((ra, dec, f"truth {kind}"))
+    Table(rows=rows, names=["ra", "dec", "fr_class"]).write(tmp_path / "labeled.vot", format="votable")
+    out = tmp_path / f"out.{ext}"
+    argv = ["classify", tmp_path / "labeled.vot", "--images", images, "--model", model_path, "--out", out]
+    assert main([str(a) for a in [*argv, "--device", "cpu", "--no-progress"]]) == 0
+    ours = [str(v) for v in read_catalog(out)["FR_CLASS"]]
+    assert set(ours) <= {"FRI", "FRII"}
+    got = stilts_run(stilts, "tpipe", f"in={out}", f"ifmt={ifmt}", 'cmd=keepcols "FR_CLASS"', "ofmt=csv")
+    assert got.splitlines() == ["FR_CLASS", *ours]
+    theirs = stilts_run(stilts, "tpipe", f"in={out}", f"ifmt={ifmt}", 'cmd=keepcols "fr_class_input"', "ofmt=csv")
+    assert theirs.splitlines()[1:] == ["truth FRI", "truth FRII", "truth FRII"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from conftest import run_frsurvey, synthetic_training_set
 
+from frsurvey.cli import learning_failure
 from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
 from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
 from frsurvey.train import TrainConfig, train_model
@@ -86,6 +90,98 @@ def test_same_seed_same_weights(easy_data):
     assert weights_sha256(a.net.state_dict()) == weights_sha256(b.net.state_dict())
 
 
+def test_same_weights_with_a_progress_bar_or_without_and_with_workers_or_without(easy_data, capsys):
+    """The bar once opened a second DataLoader iterator, which drew a seed from the RNGs and changed the weights."""
+    images, labels = easy_data
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=1, batch_size=16, device="cpu", seed=5)
+    plain, _ = train_model(images[:48], labels[:48], cfg)
+    with_bar, _ = train_model(images[:48], labels[:48], cfg, progress=True)
+    assert "epoch 1/1" in capsys.readouterr().err  # the bar was drawn
+    workers, _ = train_model(images[:48], labels[:48], replace(cfg, workers=1), progress=True)
+    expected = weights_sha256(plain.net.state_dict())
+    assert weights_sha256(with_bar.net.state_dict()) == expected
+    assert weights_sha256(workers.net.state_dict()) == expected
+
+
+def test_learning_failure_names_one_class_and_chance_level():
+    assert learning_failure({"confusion_matrix": [[0, 36], [0, 46]]}) == "it predicts FRII for all 82 validation images"
+    chance = learning_failure({"confusion_matrix": [[20, 16], [20, 26]]})
+    assert "0.561" in chance and "chance level" in chance and "FRII" in chance
+    assert learning_failure({"confusion_matrix": [[30, 6], [8, 38]]}) is None
+    assert learning_failure({"confusion_matrix": [[0, 0], [0, 0]]}) is None  # no validation split: nothing to say
+    assert learning_failure({}) is None
+
+
+def _identical_images_catalog(tmp_path, n=12):
+    """A labeled catalog whose FRI and FRII rows all have the same image: nothing to learn."""
+    from astropy.table import Table
+    from conftest import default_blobs, make_first_fits
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i in range(n):
+        ra, dec = 150.0 + 2 * i, 20.0
+        make_first_fits(images / f"s{i}.fits", ra, dec, seed=0, sources=default_blobs(ra, dec, "FRII"))
+        rows.append((ra, dec, ["FRI", "FRII"][i % 2]))
+    Table(rows=rows, names=["RA", "DEC", "fr_class"]).write(tmp_path / "same.ecsv")
+    return tmp_path / "same.ecsv", images
+
+
+def test_train_cli_that_learns_nothing_is_not_a_success(tmp_path, capsys):
+    from frsurvey.cli import main
+
+    catalog, images = _identical_images_catalog(tmp_path)
+    args = ["train", "--catalog", catalog, "--images", images, "--epochs", "1", "--width", "2", "--device", "cpu"]
+    args += ["--val-fraction", "0.35", "--out", tmp_path / "m.pt"]
+    assert main([str(a) for a in args]) == 4
+    err = capsys.readouterr().err
+    assert "error: the model did not learn: it predicts" in err and "for all 4 validation images" in err
+    assert "do not classify with it" in err and "--epochs" in err
+    assert "predicts" in load_model(tmp_path / "m.pt").card["learning_failure"]
+    assert main([str(a) for a in [*args, "--accept-chance"]]) == 0
+    assert "did not learn" not in capsys.readouterr().err
+
+
+def test_evaluate_warns_when_the_data_was_the_models_training_data(tmp_path, capsys):
+    from frsurvey.cli import main
+
+    catalog, images = _identical_images_catalog(tmp_path)
+    model = tmp_path / "m.pt"
+    args = ["train", "--catalog", catalog, "--images", images, "--epochs", "1", "--width", "2", "--device", "cpu"]
+    assert main([str(a) for a in [*args, "--accept-chance", "--no-progress", "--out", model]]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report"
+    argv = ["evaluate", "--catalog", catalog, "--images", images, "--model", model, "--out-dir", report]
+    assert main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: the model was trained on {catalog}" in err and "not a measure" in err
+    assert "trained on" in json.loads((report / "metrics.json").read_text())["warning"]
+    # data it has not seen: no warning
+    from astropy.table import Table
+
+    other = tmp_path / "other.ecsv"
+    Table.read(catalog)[::-1].write(other)  # the same images, another catalog file
+    argv = ["evaluate", "--catalog", other, "--images", images, "--model", model, "--out-dir", tmp_path / "r2"]
+    assert main([str(a) for a in argv]) == 0
+    assert "trained on" not in capsys.readouterr().err
+
+
+def test_evaluate_cv_writes_figures(tmp_path, capsys):
+    from frsurvey.cli import main
+
+    catalog, images = _identical_images_catalog(tmp_path, n=8)
+    argv = ["evaluate", "--catalog", catalog, "--images", images, "--cv", "2", "--epochs", "1", "--width", "2"]
+    assert (
+        main([str(a) for a in [*argv, "--val-fraction", "0.25", "--device", "cpu", "--out-dir", tmp_path / "cv"]]) == 0
+    )
+    assert "figures" in capsys.readouterr().err
+    assert {"confusion.png", "roc.png", "reliability.png", "misclassified.png"} <= {
+        p.name for p in (tmp_path / "cv").iterdir()
+    }
+
+
 def test_tampered_checkpoint_is_refused(trained, tmp_path):
     model, _ = trained
     path = save_model(model, tmp_path / "m.pt")
@@ -139,6 +235,7 @@ def test_train_cli_end_to_end(tmp_path, frdeep_archive):
         "--device",
         "cpu",
         "--no-progress",
+        "--accept-chance",
         "--out",
         out,
     )
@@ -188,8 +285,10 @@ def test_train_cli_builds_the_shipped_kind_of_model_from_a_labeled_catalog(tmp_p
     out = tmp_path / "ens.pt"
     args = ["train", "--catalog", tmp_path / "labeled.ecsv", "--images", images, "--epochs", "1", "--width", "2"]
     args += ["--stem-stride", "2", "--radial", "--center-zoom", "3", "--members", "2", "--val-fraction", "0.25"]
-    assert main([str(a) for a in [*args, "--device", "cpu", "--no-progress", "--out", out]]) == 0
-    assert "trained 2 x cnn on 8 images" in capsys.readouterr().err
+    assert main([str(a) for a in [*args, "--device", "cpu", "--no-progress", "--accept-chance", "--out", out]]) == 0
+    err = capsys.readouterr().err
+    assert "trained 2 x cnn on 6 images (validated on 2)" in err
+    assert err.count("frsurvey: epoch 1/1: train loss") == 2  # one line per epoch of each network, by default
     card = load_model(out).card
     member = {"arch": "cnn", "kwargs": {"width": 2, "stem_stride": 2, "radial": True, "center_zoom": 3}}
     assert card["arch"] == "ensemble" and card["arch_kwargs"]["members"] == [member, member]

@@ -45,11 +45,57 @@ from .cache import CutoutCache
 from .http import PoliteSession, as_fetch_error, conf, retry_delay, validate_fits
 from .local import cutout_from_file
 
-__all__ = ["RemoteSource"]
+__all__ = ["RemoteSource", "ServiceUnreachableError"]
 
 log = logging.getLogger(__name__)
 
 _UNKNOWN = object()
+
+#: How to go on without network, for messages.
+WAYS_OUT = (
+    "without network, classify FITS images you have with --images DIR, or the cutouts already in the cache "
+    "with --offline (rows not in it become not_cached)"
+)
+
+
+class ServiceUnreachableError(ConnectionError):
+    """Raised before anything is queued when no connection to the service can be made.
+
+    No network, a wrong address, a name that does not resolve: every row
+    would fail the same way, so the run stops at once instead.
+    """
+
+
+def _connect_probe(url: str, timeout: float) -> str | None:
+    """Open (and close) one TCP connection to the host of ``url``, or its proxy; return None, or why it failed.
+
+    Only the connection is tried, no request is sent: it tells "no network,
+    a name that does not resolve, nothing listening" from everything else.
+    """
+    import socket
+    import urllib.parse
+
+    import requests
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    proxy = requests.utils.get_environ_proxies(url).get(parts.scheme)
+    where = urllib.parse.urlsplit(proxy if "://" in (proxy or "") else f"http://{proxy}") if proxy else parts
+    host = where.hostname or parts.hostname
+    try:
+        port = where.port or (443 if where.scheme == "https" else 80)
+    except ValueError:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror as exc:
+        return f"the name {host!r} does not resolve ({exc.strerror or exc})"
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {timeout:g} s"
+    except OSError as exc:
+        return f"cannot connect to {host}:{port} ({exc.strerror or exc})" + (f" (the proxy {proxy})" if proxy else "")
 
 
 class _Runtime:
@@ -67,6 +113,7 @@ class _Runtime:
         self.threads: list[threading.Thread] = []
         self.running = 0
         self.streak = 0  # downloads in a row that failed for good
+        self.probed = False  # one connection to the service was tried (see RemoteSource.prefetch)
         self.stop = threading.Event()
 
 
@@ -232,6 +279,17 @@ class RemoteSource(ImageSource):
 
         Returns at once. ``workers`` threads take the keys in order; keys
         whose request is the same are downloaded once. Offline, does nothing.
+
+        The first time, before anything is queued, one connection to the
+        service is tried: when it cannot be made (no network, a name that
+        does not resolve, nothing listening), every row would fail the same
+        way after its retries, so :class:`ServiceUnreachableError` is raised
+        at once instead.
+
+        Raises
+        ------
+        ServiceUnreachableError
+            If the first request of this source cannot connect to the service.
         """
         if self.offline:
             return
@@ -240,6 +298,8 @@ class RemoteSource(ImageSource):
             return
         paths = self.cache_paths([k[0] for k in todo], [k[1] for k in todo])
         rt = self._runtime()
+        if not rt.probed:
+            self._probe(rt)
         if self._run_dir is None or self._run_pid != os.getpid():
             self._run_dir = tempfile.mkdtemp(prefix="frsurvey-fetch-")
             self._run_pid = os.getpid()
@@ -263,6 +323,16 @@ class RemoteSource(ImageSource):
                 rt.running += 1
                 t.start()
         log.info("%s: fetching %d cutout(s) missing from the cache %s", self.name, queued, self.cache.root)
+
+    def _probe(self, rt: _Runtime) -> None:
+        """Try one connection to the service; raise ServiceUnreachableError if it cannot be made."""
+        rt.probed = True
+        why = _connect_probe(self.url, min(self.timeout, 30.0))
+        if why is not None:
+            raise ServiceUnreachableError(
+                f"{self.name} at {self.url} cannot be reached: {why}. Nothing was downloaded; check the network "
+                f"or the address (--{self.name}-url), or, {WAYS_OUT}"
+            )
 
     def _fetch_loop(self, rt: _Runtime) -> None:
         while True:
@@ -294,10 +364,13 @@ class RemoteSource(ImageSource):
                             rt.pending.discard(p)
                             rt.failures[p] = given_up
                         log.warning(
-                            "%s: %d downloads in a row failed; not trying the %d left",
+                            "%s: %d downloads in a row failed (last: %s); not trying the %d still queued "
+                            "(those already started finish); %s",
                             self.name,
                             rt.streak,
+                            reason,
                             len(dropped),
+                            WAYS_OUT,
                         )
                 rt.cond.notify_all()
             if reason is not None and self._run_dir:
