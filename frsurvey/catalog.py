@@ -64,8 +64,8 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
     },
     "FR_SNR": {
         "ucd": "stat.snr",
-        "description": "Peak surface brightness over the noise inside the 75 px circle the model sees "
-        "(blank when the image could not be prepared)",
+        "description": "Peak S/N of the central component (of the brightest pixel inside the 75 px circle "
+        "when no component reaches the centre); blank when the image could not be prepared",
     },
     "FR_LAS": {
         "ucd": "phys.angSize;src",
@@ -563,7 +563,7 @@ def add_results(
     width = max([12] + [len(str(s)) for s in status])
     cols["FR_STATUS"] = np.asarray(status, dtype=f"U{width}").reshape(n)
     if measures is not None:
-        m = np.asarray(measures, dtype=np.float64).reshape(n, -1)
+        m = np.asarray(measures, dtype=np.float64).reshape(n, -1) if n else np.zeros((0, len(MEASURE_COLUMNS)))
         for k, name in enumerate(MEASURE_COLUMNS):
             if name == "FR_NCOMP":
                 blank = np.isnan(m[:, k])

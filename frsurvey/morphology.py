@@ -8,7 +8,8 @@ whole 300x300 cutout). It is called where the canonical preprocessing happens
 values. It returns one float64 vector per source (:data:`MEASURES`):
 
 ``snr``
-    peak surface brightness inside the circle over the noise.
+    peak surface brightness of the central component over the noise; when
+    no component reaches the centre, of the brightest pixel inside the circle.
 ``las``
     largest angular size (arcsec) of the central component: the >3 sigma
     emission connected to the centre, from pixel centre to pixel centre
@@ -65,6 +66,10 @@ COMPONENT_SNR = 5.0
 CENTRAL_RADIUS = 3.0
 #: Other components must be this far apart (degrees, seen from the centre) to flank the core.
 FLANK_ANGLE = 150.0
+#: ... and their distances from the core within this factor of each other.
+FLANK_RATIO = 3.0
+#: ... and each of them at least this many pixels above 3 sigma (three beams' worth): extended, like lobes.
+FLANK_AREA = 40
 
 _MASK = circle_mask(CROP_SIZE)
 _C = (CROP_SIZE - 1) / 2.0
@@ -148,6 +153,7 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     real = peaks >= COMPONENT_SNR
     out[3] = float(np.count_nonzero(real))
     near = np.unique(labels[_NEAR & mask])
+    # (the central component's peak S/N replaces this below)
     near = near[real[near - 1]] if len(near) else near
     if not len(near):
         out[4:] = 0.0
@@ -157,6 +163,7 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     where = labels == c
     ys, xs = _YY[where], _XX[where]
     w = snr[where]
+    out[0] = float(peaks[c - 1])
     out[1] = _largest_size(ys.astype(float), xs.astype(float)) * PIXEL_SCALE_ARCSEC
     out[4] = float(bool((where & _RIM).any()))
 
@@ -173,17 +180,29 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     out[2] = FWHM_PER_SIGMA * np.sqrt(max(top, 0.0)) * PIXEL_SCALE_ARCSEC
 
     # other components on opposite sides of the centre: lobes around a core
-    others = np.flatnonzero(real) + 1
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    others = np.flatnonzero(real & (area >= FLANK_AREA)) + 1
     others = others[others != c]
-    flanked = 0.0
-    if len(others) >= 2:
-        cy = np.asarray(ndimage.center_of_mass(snr, labels, others))
-        vy, vx = cy[:, 0] - my, cy[:, 1] - mx
-        ang = np.arctan2(vy, vx)
-        diff = np.degrees(np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :])))))
-        flanked = float((diff > FLANK_ANGLE).any())
-    out[5] = flanked
+    out[5] = float(_flanked(snr, labels, others, my, mx))
     return out
+
+
+def _flanked(snr: np.ndarray, labels: np.ndarray, others: np.ndarray, my: float, mx: float) -> bool:
+    """Return True when two of the ``others`` components lie on opposite sides of (my, mx), like lobes.
+
+    Opposite: more than :data:`FLANK_ANGLE` apart as seen from the core, and
+    their distances from it within a factor :data:`FLANK_RATIO`. The caller
+    passes only extended components (:data:`FLANK_AREA`).
+    """
+    if len(others) < 2:
+        return False
+    cy = np.asarray(ndimage.center_of_mass(snr, labels, others))
+    vy, vx = cy[:, 0] - my, cy[:, 1] - mx
+    ang = np.arctan2(vy, vx)
+    dist = np.maximum(np.hypot(vy, vx), 1e-9)
+    apart = np.degrees(np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :]))))) > FLANK_ANGLE
+    ratio = np.maximum(dist[:, None], dist[None, :]) / np.minimum(dist[:, None], dist[None, :])
+    return bool((apart & (ratio < FLANK_RATIO)).any())
 
 
 @dataclass(frozen=True)
@@ -209,7 +228,7 @@ class Thresholds:
     """
 
     unresolved_size: float = 3.0
-    unresolved_snr_size: float = 20.0
+    unresolved_snr_size: float = 25.0
     too_large: bool = True
     ood_threshold: float | None = None
 

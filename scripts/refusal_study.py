@@ -143,13 +143,14 @@ def _celestial(hdr: fits.Header) -> fits.Header:
 
 def place_points(images: Path, out: Path, n: int, rng: np.random.Generator) -> Table:
     """Write ``n`` copies of random cutouts each with one point source added at an empty place; return the catalog."""
-    files = sorted(images.glob("*.fits"))
+    # each cutout lends its noise once: several copies of one field would cover the same positions
+    files = list(rng.permutation(sorted(images.glob("*.fits"))))
     d = out / "placed"
     d.mkdir(exist_ok=True)
     yy, xx = np.mgrid[:300, :300]
     rows = []
     while len(rows) < n:
-        f = files[rng.integers(len(files))]
+        f = files.pop()
         img, hdr = read_cutout(f)
         std = float(sigma_clipped_std(img))
         for _ in range(50):  # an empty place 25-60 px from the centre
@@ -203,12 +204,7 @@ def frdeep_ood(model=None) -> Table:
 
 def refused(t: Table, thresholds: Thresholds) -> np.ndarray:
     """Return True for the rows of a result table that ``thresholds`` would refuse a label."""
-    m = np.column_stack(
-        [
-            np.asarray(t[c], dtype=float).filled(np.nan) if hasattr(t[c], "mask") else np.asarray(t[c], float)
-            for c in MEASURE_COLUMNS
-        ]
-    )
+    m = np.column_stack([np.ma.filled(np.ma.asarray(t[c], dtype=float), np.nan) for c in MEASURE_COLUMNS])
     full = np.column_stack([m, np.asarray(t["edge"], float), np.asarray(t["flanked"], float)])
     ood = np.asarray(t["FR_OOD"], float)
     return (decide(full, thresholds, ood) != "ok") & (np.asarray(t["FR_STATUS"]) == "ok")
@@ -221,9 +217,16 @@ def main() -> None:
     p.add_argument("--placed", type=int, default=400, help="point sources to place (default 400)")
     p.add_argument("--figure", type=Path, help="also write the trade-off figure here")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--report-only", action="store_true", help="only the shares and figure, from the tables in --out")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="frsurvey-refusal-"))
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        results = {name: Table.read(out / f"{name}.ecsv") for name in ("mirabest", "compact", "placed")}
+        summary = report(results, Table.read(out / "frdeep.ecsv"), args.figure or out / "tradeoff.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        return
     rng = np.random.default_rng(args.seed)
     images = images_dir(out)
 

@@ -36,7 +36,18 @@ from frsurvey.stream import classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OURS = ["FR_CLASS", "P_FRI", "P_FRII", "FR_UNCERTAINTY", "FR_STATUS"]
+OURS = [
+    "FR_CLASS",
+    "P_FRI",
+    "P_FRII",
+    "FR_UNCERTAINTY",
+    "FR_STATUS",
+    "FR_SNR",
+    "FR_LAS",
+    "FR_SIZE_DECONV",
+    "FR_NCOMP",
+    "FR_OOD",
+]
 EXT = {"vot": "votable", "fits": "fits", "ecsv": "ascii.ecsv", "csv": "ascii.csv"}
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows(?:: (.*))? -> (.+)$", re.MULTILINE)
 
