@@ -107,15 +107,18 @@ def _truncation(q: float) -> float:
     return (1.0 - q * (1.0 - np.log(q))) / (1.0 - q)
 
 
+#: Unit vectors of 180 directions 1 degree apart: the largest size is the widest projection on them.
+_DIRECTIONS = np.stack([np.sin(np.radians(np.arange(180.0))), np.cos(np.radians(np.arange(180.0)))])
+
+
 def _largest_size(ys: np.ndarray, xs: np.ndarray) -> float:
-    """Return the largest distance (px) between pixel centres of a set, plus one pixel."""
-    if len(ys) > 1500:  # the largest distance is between points of the convex hull: keep the outer ones
-        keep = np.unique(np.concatenate([np.argsort(a)[[0, -1]] for a in (ys, xs, ys + xs, ys - xs)]))
-        step = len(ys) // 1500 + 1
-        idx = np.unique(np.concatenate([keep, np.arange(0, len(ys), step)]))
-        ys, xs = ys[idx], xs[idx]
-    d2 = (ys[:, None] - ys[None, :]) ** 2 + (xs[:, None] - xs[None, :]) ** 2
-    return float(np.sqrt(d2.max())) + 1.0
+    """Return the largest distance (px) between pixel centres of a set, plus one pixel.
+
+    The widest of the set's projections on 180 directions: at most 0.02%
+    short of the largest distance between two of its pixels.
+    """
+    proj = np.column_stack([ys, xs]) @ _DIRECTIONS
+    return float((proj.max(axis=0) - proj.min(axis=0)).max()) + 1.0
 
 
 def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarray:
@@ -148,8 +151,10 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     if n == 0:
         out[3:] = 0.0
         return out
-    index = np.arange(1, n + 1)
-    peaks = np.asarray(ndimage.maximum(snr, labels, index))
+    lab = labels[mask]
+    peaks = np.full(n + 1, -np.inf)
+    np.maximum.at(peaks, lab, snr[mask])
+    peaks = peaks[1:]
     real = peaks >= COMPONENT_SNR
     out[3] = float(np.count_nonzero(real))
     near = np.unique(labels[_NEAR & mask])
@@ -180,7 +185,7 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     out[2] = FWHM_PER_SIGMA * np.sqrt(max(top, 0.0)) * PIXEL_SCALE_ARCSEC
 
     # other components on opposite sides of the centre: lobes around a core
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    area = np.bincount(lab, minlength=n + 1)[1:]
     others = np.flatnonzero(real & (area >= FLANK_AREA)) + 1
     others = others[others != c]
     out[5] = float(_flanked(snr, labels, others, my, mx))

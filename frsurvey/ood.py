@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import Ensemble, FRClassifier
+from .models import D4Average, Ensemble, FRClassifier
 
 __all__ = ["energy"]
 
@@ -23,10 +23,13 @@ __all__ = ["energy"]
 def energy(model: FRClassifier, x: torch.Tensor) -> torch.Tensor:
     """Return the energy score ``(N,)`` (float32) of model input ``x`` ``(N, 1, 150, 150)``.
 
-    Computed on the raw (uncalibrated) logits of the unrotated view; for an
+    Computed on the raw (uncalibrated) logits of the unrotated view (for a
+    :class:`~frsurvey.models.D4Average`, of its backbone); for an
     :class:`~frsurvey.models.Ensemble`, the mean of its members' energies.
     """
     net = model.net
     members = list(net.members) if isinstance(net, Ensemble) else [net]
+    # a rotation-averaging network's backbone sees the one view (its own forward would run all eight)
+    members = [m.backbone if isinstance(m, D4Average) else m for m in members]
     scores = [-torch.logsumexp(m(x).float(), dim=-1) for m in members]
     return torch.stack(scores).mean(dim=0)
