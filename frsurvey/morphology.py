@@ -70,6 +70,8 @@ FLANK_ANGLE = 150.0
 FLANK_RATIO = 3.0
 #: ... and each of them at least this many pixels above 3 sigma (three beams' worth): extended, like lobes.
 FLANK_AREA = 40
+#: ... or peaking at least this many times the noise (bright compact hotspots).
+FLANK_SNR = 50.0
 
 _MASK = circle_mask(CROP_SIZE)
 _C = (CROP_SIZE - 1) / 2.0
@@ -186,7 +188,7 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
 
     # other components on opposite sides of the centre: lobes around a core
     area = np.bincount(lab, minlength=n + 1)[1:]
-    others = np.flatnonzero(real & (area >= FLANK_AREA)) + 1
+    others = np.flatnonzero(real & ((area >= FLANK_AREA) | (peaks >= FLANK_SNR))) + 1
     others = others[others != c]
     out[5] = float(_flanked(snr, labels, others, my, mx))
     return out
