@@ -187,8 +187,10 @@ def test_cli_writes_columns_votlint_accepts_and_show_selects_unresolved(refusal_
     assert "2 unresolved" in proc.stderr and "1 too_large" in proc.stderr
     table = parse_single_table(str(out))
     fields = {f.name: f for f in table.fields}
+    from astropy.io.votable.ucd import check_ucd
+
     for name, (ucd, unit) in NEW_COLUMNS.items():
-        assert fields[name].ucd == ucd
+        assert fields[name].ucd == ucd and check_ucd(ucd, check_controlled_vocabulary=True), name
         assert (str(fields[name].unit) if fields[name].unit is not None else "") == unit
     if shutil.which("stilts"):
         lint = subprocess.run(["stilts", "votlint", str(out)], capture_output=True, text=True)
