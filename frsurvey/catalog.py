@@ -47,11 +47,12 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
     },
     "P_FRI": {
         "ucd": "stat.probability",
-        "description": "Calibrated probability that the source is FRI (NaN when not classified)",
+        "description": "Calibrated probability that the source is FRI (NaN when the model did not see the image; "
+        "also written for unresolved, too_large and out_of_domain rows, which have no FR_CLASS)",
     },
     "P_FRII": {
         "ucd": "stat.probability",
-        "description": "Calibrated probability that the source is FRII, 1 - P_FRI (NaN when not classified)",
+        "description": "Calibrated probability that the source is FRII, 1 - P_FRI (NaN when P_FRI is)",
     },
     "FR_UNCERTAINTY": {
         "ucd": "stat.stdev;stat.probability",
