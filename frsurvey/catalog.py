@@ -49,11 +49,12 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
     },
     "P_FRI": {
         "ucd": "stat.probability",
-        "description": "Calibrated probability that the source is FRI (NaN when not classified)",
+        "description": "Calibrated probability that the source is FRI (NaN when the model did not see the image; "
+        "also written for unresolved, too_large and out_of_domain rows, which have no FR_CLASS)",
     },
     "P_FRII": {
         "ucd": "stat.probability",
-        "description": "Calibrated probability that the source is FRII, 1 - P_FRI (NaN when not classified)",
+        "description": "Calibrated probability that the source is FRII, 1 - P_FRI (NaN when P_FRI is)",
     },
     "FR_UNCERTAINTY": {
         "ucd": "stat.stdev;stat.probability",
@@ -65,7 +66,37 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
         "ucd": "meta.code.status",
         "description": "What happened to this row: ok, or why it has no classification (see the frsurvey README)",
     },
+    "FR_SNR": {
+        "ucd": "stat.snr",
+        "description": "Peak S/N of the central component (of the brightest pixel inside the 75 px circle "
+        "when no component reaches the centre); blank when the image could not be prepared",
+    },
+    "FR_LAS": {
+        "ucd": "phys.angSize;src",
+        "unit": "arcsec",
+        "description": "Largest angular size of the >3 sigma emission connected to the centre "
+        "(blank when no component reaches the central 3 px)",
+    },
+    "FR_SIZE_DECONV": {
+        "ucd": "phys.angSize.smajAxis",
+        "unit": "arcsec",
+        "description": "FWHM major axis of the central component deconvolved from FIRST's beam "
+        "(0: no larger than the beam; blank when there is no central component)",
+    },
+    "FR_NCOMP": {
+        "ucd": "meta.number",
+        "description": "Number of separate >3 sigma components peaking above 5 sigma inside the 75 px circle "
+        "(blank when the image could not be prepared)",
+    },
+    "FR_OOD": {
+        "ucd": "stat.value",
+        "description": "Out-of-distribution score: energy -log(sum exp(logits)) of the model on the image; "
+        "higher is less like the training images (blank when the model did not see the row)",
+    },
 }
+
+#: The measurement columns, in the order of :data:`frsurvey.morphology.MEASURES`'s first four.
+MEASURE_COLUMNS: tuple[str, ...] = ("FR_SNR", "FR_LAS", "FR_SIZE_DECONV", "FR_NCOMP")
 
 #: Keys of the provenance written into table metadata, with their meaning.
 PROVENANCE_KEYS: dict[str, str] = {
@@ -699,8 +730,15 @@ def add_results(
     status: np.ndarray,
     uncertainty: np.ndarray | None = None,
     provenance: Mapping[str, str] | None = None,
+    measures: np.ndarray | None = None,
+    ood: np.ndarray | None = None,
 ) -> Table:
     """Return a copy of ``table`` with the FR_ columns and provenance added.
+
+    ``measures`` (``(N, k)``, the first four values of
+    :func:`frsurvey.morphology.measure`: S/N, LAS, deconvolved size, number
+    of components; NaN where not measured) adds :data:`MEASURE_COLUMNS`;
+    ``ood`` adds ``FR_OOD``.
 
     Columns of ``table`` that already carry frsurvey's names (an earlier run)
     are replaced, and a warning says so. Columns named like ours but for case
@@ -734,10 +772,21 @@ def add_results(
         cols["FR_UNCERTAINTY"] = np.asarray(uncertainty, dtype=np.float64).reshape(n)
     width = max([12] + [len(str(s)) for s in status])
     cols["FR_STATUS"] = np.asarray(status, dtype=f"U{width}").reshape(n)
+    if measures is not None:
+        m = np.asarray(measures, dtype=np.float64).reshape(n, -1) if n else np.zeros((0, len(MEASURE_COLUMNS)))
+        for k, name in enumerate(MEASURE_COLUMNS):
+            if name == "FR_NCOMP":
+                blank = np.isnan(m[:, k])
+                cols[name] = np.ma.MaskedArray(np.where(blank, 0, m[:, k]).astype(np.int16), mask=blank)
+            else:
+                cols[name] = m[:, k]
+    if ood is not None:
+        cols["FR_OOD"] = np.asarray(ood, dtype=np.float64).reshape(n)
     for name, values in cols.items():
         spec = OUTPUT_COLUMNS[name]
-        unit = u.dimensionless_unscaled if values.dtype.kind == "f" else None
-        col = Column(values, name=name, unit=unit, description=spec["description"])
+        unit = spec.get("unit") or (u.dimensionless_unscaled if values.dtype.kind == "f" else None)
+        kind = MaskedColumn if isinstance(values, np.ma.MaskedArray) else Column
+        col = kind(values, name=name, unit=unit, description=spec["description"])
         col.meta["ucd"] = spec["ucd"]
         out.add_column(col)
     if provenance:

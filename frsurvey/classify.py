@@ -20,6 +20,7 @@ from astropy.table import Table
 from .catalog import add_results, find_position_columns, parse_positions, read_catalog
 from .engine import BatchClassifier, FailureLog, fr_classes, get_model, provenance, resolve_device
 from .models import FRClassifier
+from .morphology import Thresholds
 from .show import GalleryKeeper
 from .sources import ImageSource, make_source
 
@@ -47,6 +48,7 @@ def classify_table(
     gallery_max: int = 48,
     tta: bool | None = None,
     amp: bool | None = None,
+    thresholds: Thresholds | None = None,
 ) -> Table:
     """Return the catalog with Fanaroff-Riley classifications added.
 
@@ -95,13 +97,19 @@ def classify_table(
     amp : bool, optional
         On a CUDA GPU, mixed precision (float16 autocast) and channels-last;
         default on. No effect on the CPU.
+    thresholds : frsurvey.morphology.Thresholds, optional
+        When a classified source gets no ``FR_CLASS``: ``unresolved`` (a
+        point source at FIRST's beam), ``too_large`` (runs off the image),
+        ``out_of_domain`` (``FR_OOD`` above a threshold, off by default).
+        Default: ``Thresholds()``, the documented defaults.
 
     Returns
     -------
     astropy.table.Table
         Every input row in input order, every input column unchanged, plus
-        ``FR_CLASS``, ``P_FRI``, ``P_FRII``, ``FR_UNCERTAINTY`` and
-        ``FR_STATUS``, and provenance in ``meta`` (``FRS_*`` keys).
+        ``FR_CLASS``, ``P_FRI``, ``P_FRII``, ``FR_UNCERTAINTY``,
+        ``FR_STATUS``, ``FR_SNR``, ``FR_LAS``, ``FR_SIZE_DECONV``,
+        ``FR_NCOMP`` and ``FR_OOD``, and provenance in ``meta`` (``FRS_*`` keys).
 
     Raises
     ------
@@ -120,7 +128,16 @@ def classify_table(
     log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
 
     ra, dec, status, reason = parse_positions(table, ra_name, dec_name, with_reasons=True)
-    engine = BatchClassifier(model, source, device=dev, batch_size=batch_size, workers=workers, tta=tta, amp=amp)
+    engine = BatchClassifier(
+        model,
+        source,
+        device=dev,
+        batch_size=batch_size,
+        workers=workers,
+        tta=tta,
+        amp=amp,
+        thresholds=thresholds,
+    )
     keep = (lambda rows, key_of_row: GalleryKeeper(rows, key_of_row, gallery_max)) if gallery is not None else None
     bar = None
     if progress:
@@ -140,11 +157,13 @@ def classify_table(
 
     result = add_results(
         table,
-        fr_classes(res.p_fri),
+        fr_classes(res.p_fri, res.status),
         res.p_fri,
         res.status,
         uncertainty=res.spread,
         provenance=provenance(model, source, res.status),
+        measures=res.measures,
+        ood=res.ood,
     )
     if res.keeper is not None:
         res.keeper.draw(result, gallery)

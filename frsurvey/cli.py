@@ -183,6 +183,37 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="DataLoader processes preparing images (default 0: in this process)",
     )
+    from .morphology import Thresholds
+
+    d = Thresholds()
+    g = p.add_argument_group("what is not classified (see the README)")
+    g.add_argument(
+        "--unresolved-size",
+        type=float,
+        default=d.unresolved_size,
+        metavar="ARCSEC",
+        help="a central component whose deconvolved size (FR_SIZE_DECONV) is below max(this, "
+        f"--unresolved-snr-size / sqrt(FR_SNR)) and has no lobes around it is 'unresolved' (default {d.unresolved_size:g})",
+    )
+    g.add_argument(
+        "--unresolved-snr-size",
+        type=float,
+        default=d.unresolved_snr_size,
+        metavar="ARCSEC",
+        help=f"the part of the size limit that shrinks as 1/sqrt(S/N) (default {d.unresolved_snr_size:g}; "
+        "0 and --unresolved-size 0: no 'unresolved')",
+    )
+    g.add_argument(
+        "--keep-too-large",
+        action="store_true",
+        help="label sources whose emission runs off the image instead of giving them 'too_large'",
+    )
+    g.add_argument(
+        "--ood-threshold",
+        type=float,
+        metavar="E",
+        help="give 'out_of_domain' (no FR_CLASS) to rows whose FR_OOD is above E (default: off)",
+    )
 
 
 def _add_catalog_options(p: argparse.ArgumentParser) -> None:
@@ -548,7 +579,22 @@ def _classify_options(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "device": args.device,
         "workers": args.workers,
+        "thresholds": _thresholds(args),
     }
+
+
+def _thresholds(args: argparse.Namespace):
+    """Return the Thresholds of the --unresolved-*, --keep-too-large and --ood-threshold options."""
+    from .morphology import Thresholds
+
+    if args.unresolved_size < 0 or args.unresolved_snr_size < 0:
+        raise _UsageError("--unresolved-size and --unresolved-snr-size must be 0 or more")
+    return Thresholds(
+        unresolved_size=args.unresolved_size,
+        unresolved_snr_size=args.unresolved_snr_size,
+        too_large=not args.keep_too_large,
+        ood_threshold=args.ood_threshold,
+    )
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:

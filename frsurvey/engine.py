@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
+from .morphology import MEASURES, Thresholds, decide
 from .prepare import PreparedCutouts, collate_prepared
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import Cutout, ImageSource
@@ -136,6 +137,10 @@ class RowResults:
         float64; NaN where the row was not classified (``spread`` also with ``tta=False``).
     keeper : object or None
         What ``keep`` returned (the gallery's image keeper), if given.
+    measures : numpy.ndarray or None
+        ``(N, len(MEASURES))`` float64 from :func:`frsurvey.morphology.measure`, NaN where not measured.
+    ood : numpy.ndarray or None
+        ``FR_OOD`` (:func:`frsurvey.ood.energy`), NaN where the model did not see the row.
     """
 
     status: np.ndarray
@@ -143,6 +148,15 @@ class RowResults:
     p_fri: np.ndarray
     spread: np.ndarray
     keeper: Any = None
+    measures: np.ndarray | None = None
+    ood: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.status)
+        if self.measures is None:
+            self.measures = np.full((n, len(MEASURES)), np.nan)
+        if self.ood is None:
+            self.ood = np.full(n, np.nan)
 
 
 def _unusable(p: np.ndarray, spread: np.ndarray, one_view: bool) -> np.ndarray:
@@ -154,10 +168,16 @@ def _unusable(p: np.ndarray, spread: np.ndarray, one_view: bool) -> np.ndarray:
     return bad
 
 
-def fr_classes(p_fri: np.ndarray) -> np.ndarray:
-    """Return ``FR_CLASS`` for probabilities of FRI: FRI at 0.5 and above, FRII below, empty for NaN."""
+def fr_classes(p_fri: np.ndarray, status: np.ndarray | None = None) -> np.ndarray:
+    """Return ``FR_CLASS`` for probabilities of FRI: FRI at 0.5 and above, FRII below, empty for NaN.
+
+    With ``status``, rows whose status is not ``ok`` (``unresolved``, ``too_large``, ...) are empty too.
+    """
     p_fri = np.asarray(p_fri, dtype=float)
-    return np.where(np.isnan(p_fri), "", np.where(p_fri >= 0.5, CLASSES[0], CLASSES[1]))
+    out = np.where(np.isnan(p_fri), "", np.where(p_fri >= 0.5, CLASSES[0], CLASSES[1]))
+    if status is not None:
+        out = np.where(np.asarray(status, dtype=object) == Status.OK, out, "")
+    return out
 
 
 def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, str]:
@@ -237,6 +257,9 @@ class BatchClassifier:
         default: on for CUDA. Ignored on other devices.
     memory : int
         How many source keys' results are remembered across calls (chunks).
+    thresholds : Thresholds, optional
+        When a measured and classified source gets no label (``unresolved``,
+        ``too_large``, ``out_of_domain``); default: :class:`~frsurvey.morphology.Thresholds`'s defaults.
     """
 
     def __init__(
@@ -250,7 +273,9 @@ class BatchClassifier:
         tta: bool | None = None,
         amp: bool | None = None,
         memory: int = MEMORY,
+        thresholds: Thresholds | None = None,
     ) -> None:
+        self.thresholds = Thresholds() if thresholds is None else thresholds
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {batch_size}")
         if workers < 0:
@@ -273,7 +298,7 @@ class BatchClassifier:
         #: worth (8 views of 4 sources), where a CPU is fastest (larger passes spill out of the cache).
         self.pass_size = plan["pass_size"]
         self.memory = int(memory)
-        self._known: OrderedDict[Hashable, tuple[str, str, float, float]] = OrderedDict()
+        self._known: OrderedDict[Hashable, tuple[str, str, float, float, np.ndarray, float]] = OrderedDict()
         self.prepared = 0  # source keys cut, prepared and classified (or failed) by this classifier
         self.remembered = 0  # source keys answered from memory
         self._warned_model = False  # the model's NaN scores logged once
@@ -327,9 +352,11 @@ class BatchClassifier:
         message[status == Status.OK] = ""
         p_fri = np.full(n, np.nan)
         spread = np.full(n, np.nan)
+        measures = np.full((n, len(MEASURES)), np.nan)
+        ood = np.full(n, np.nan)
         rows = np.flatnonzero(status == Status.OK)
         if not len(rows):
-            return RowResults(status, message, p_fri, spread, keep(rows, rows) if keep else None)
+            return RowResults(status, message, p_fri, spread, keep(rows, rows) if keep else None, measures, ood)
 
         # each distinct position is located once, in order of first appearance
         pos = np.column_stack([np.asarray(ra, dtype=float)[rows], np.asarray(dec, dtype=float)[rows]])
@@ -346,7 +373,11 @@ class BatchClassifier:
         e_message: list[str] = []
         e_p: list[float] = []
         e_spread: list[float] = []
+        e_meas: list[np.ndarray] = []
+        e_ood: list[float] = []
+        blank = np.full(len(MEASURES), np.nan)
         todo: list[Hashable] = []
+        todo_dec: list[float] = []
         todo_entry: list[int] = []
         entry_of_pos = np.empty(len(located), dtype=np.intp)
         for j, key in enumerate(located):
@@ -356,6 +387,8 @@ class BatchClassifier:
                 e_message.append(key.message)
                 e_p.append(np.nan)
                 e_spread.append(np.nan)
+                e_meas.append(blank)
+                e_ood.append(np.nan)
                 continue
             e = entries.get(key)
             if e is None:
@@ -364,20 +397,25 @@ class BatchClassifier:
                 if known is not None:
                     self._known.move_to_end(key)
                     self.remembered += 1
-                    s, m, p, sd = known
+                    s, m, p, sd, me, od = known
                 else:
-                    s, m, p, sd = Status.OK, "", np.nan, np.nan
+                    s, m, p, sd, me, od = Status.OK, "", np.nan, np.nan, blank, np.nan
                     todo.append(key)
                     todo_entry.append(e)
+                    todo_dec.append(float(pos[first[order[j]], 1]))
                 e_status.append(s)
                 e_message.append(m)
                 e_p.append(p)
                 e_spread.append(sd)
+                e_meas.append(me)
+                e_ood.append(od)
             entry_of_pos[j] = e
         e_status_a = np.array(e_status, dtype=object)
         e_message_a = np.array(e_message, dtype=object)
         e_p_a = np.array(e_p, dtype=float)
         e_spread_a = np.array(e_spread, dtype=float)
+        e_meas_a = np.array(e_meas, dtype=float).reshape(len(e_status), len(MEASURES))
+        e_ood_a = np.array(e_ood, dtype=float)
         todo_entry_a = np.asarray(todo_entry, dtype=np.intp)
 
         entry_of_row = entry_of_pos[pos_of_row]
@@ -391,12 +429,13 @@ class BatchClassifier:
             self.source.prefetch(todo)  # online sources download in the background from here on
             if bar is not None and hasattr(bar, "expect"):
                 bar.expect(len(todo))  # a RowProgress turns the sources done into rows
-            for batch in self._batches(todo):
+            for batch in self._batches(todo, todo_dec):
                 where = todo_entry_a[batch["index"]]
                 e_status_a[where] = batch["status"]
                 e_message_a[where] = batch["message"]
+                e_meas_a[where] = batch["measures"]
                 if batch["ok_index"]:
-                    p, sd = self.forward(batch["x"])
+                    p, sd, en = self.forward(batch["x"], with_energy=True)
                     ok_where = todo_entry_a[batch["ok_index"]]
                     broken = _unusable(p, sd, self.one_view)
                     if broken.any():  # a diverged or damaged model: never "ok" with NaN scores
@@ -409,22 +448,45 @@ class BatchClassifier:
                         sd = np.where(broken, np.nan, sd)
                     e_p_a[ok_where] = p
                     e_spread_a[ok_where] = sd
+                    e_ood_a[ok_where] = en
                     if keeper is not None:
                         keeper.take(batch)
                 if bar is not None:
                     bar.update(len(batch["index"]))
+            self._refuse(todo_entry_a, e_status_a, e_message_a, e_meas_a, e_ood_a)
             self.prepared += len(todo)
-            self._remember(todo, todo_entry_a, e_status_a, e_message_a, e_p_a, e_spread_a)
+            self._remember(todo, todo_entry_a, e_status_a, e_message_a, e_p_a, e_spread_a, e_meas_a, e_ood_a)
 
         status[rows] = e_status_a[entry_of_row]
         message[rows] = e_message_a[entry_of_row]
         p_fri[rows] = e_p_a[entry_of_row]
         spread[rows] = e_spread_a[entry_of_row]
-        return RowResults(status, message, p_fri, spread, keeper)
+        measures[rows] = e_meas_a[entry_of_row]
+        ood[rows] = e_ood_a[entry_of_row]
+        return RowResults(status, message, p_fri, spread, keeper, measures, ood)
 
-    def _batches(self, keys: list[Hashable]):
+    def _refuse(self, entry, status, message, measures, ood) -> None:
+        """Give the classified entries the status their measurements earn (``unresolved``, ``too_large``, ...)."""
+        entry = entry[status[entry] == Status.OK]
+        if not len(entry):
+            return
+        verdict = decide(measures[entry], self.thresholds, ood[entry])
+        limit = self.thresholds.size_limit(measures[entry, 0])
+        for e, v, lim in zip(entry, verdict, limit):
+            if v == Status.OK:
+                continue
+            status[e] = v
+            snr, las, size = measures[e, :3]
+            if v == Status.UNRESOLVED:
+                message[e] = f'point source: FR_SIZE_DECONV {size:.1f}" < {lim:.1f}" at FR_SNR {snr:.0f}'
+            elif v == Status.TOO_LARGE:
+                message[e] = f'the emission connected to the centre (FR_LAS >= {las:.0f}") runs off the image'
+            else:
+                message[e] = f"FR_OOD {ood[e]:.2f} > {self.thresholds.ood_threshold}"
+
+    def _batches(self, keys: list[Hashable], decs: list[float] | None = None):
         loader = DataLoader(
-            PreparedCutouts(self.source, keys),
+            PreparedCutouts(self.source, keys, measured=True, decs=decs),
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.workers,
@@ -435,41 +497,41 @@ class BatchClassifier:
         )
         yield from loader
 
-    def _remember(self, keys, entry, status, message, p, spread) -> None:
+    def _remember(self, keys, entry, status, message, p, spread, measures, ood) -> None:
         if self.memory <= 0:
             return
         known = self._known
         for key, e in zip(keys, entry):
-            known[key] = (status[e], message[e], float(p[e]), float(spread[e]))
+            known[key] = (status[e], message[e], float(p[e]), float(spread[e]), measures[e].copy(), float(ood[e]))
         while len(known) > self.memory:
             known.popitem(last=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: torch.Tensor, with_energy: bool = False) -> tuple[np.ndarray, ...]:
         """Return (probability of FRI, spread) as float64 arrays for a batch of model input.
 
         The model sees :attr:`pass_size` sources at a time, the last pass
         padded, so that every pass has the same shape and a source's scores
-        do not depend on the others in its batch.
+        do not depend on the others in its batch. ``with_energy``: also the
+        energy score ``FR_OOD`` (:func:`frsurvey.ood.energy`).
         """
         n = x.shape[0]
         step = self.pass_size
         if n % step:
             x = torch.cat([x, x.new_zeros((step - n % step, *x.shape[1:]))])
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        p_parts, sd_parts = [], []
+        p_parts, sd_parts, en_parts = [], [], []
         mixed = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         with torch.inference_mode(), mixed:
             for i in range(0, x.shape[0], step):
                 part = x[i : i + step]
-                if self.one_view:
-                    p = torch.exp(self.model(part)[:, 0].float())
-                    sd = torch.full_like(p, float("nan"))
-                else:
-                    probs, sd = self.model.predict(part)
-                    p = probs[:, 0]
-                p_parts.append(p)
-                sd_parts.append(sd)
+                # probabilities, spread and energy from the same passes (one for the shipped models)
+                probs, sd, en = self.model.scores(part, one_view=self.one_view)
+                p_parts.append(probs[:, 0].float())
+                sd_parts.append(sd.float())
+                en_parts.append(en.float())
         p, sd = torch.cat(p_parts)[:n], torch.cat(sd_parts)[:n]
+        if with_energy:
+            return p.double().cpu().numpy(), sd.double().cpu().numpy(), torch.cat(en_parts)[:n].double().cpu().numpy()
         return p.double().cpu().numpy(), sd.double().cpu().numpy()
 
 
@@ -489,4 +551,5 @@ def classifier_from_options(
         tta=options.get("tta"),
         amp=options.get("amp"),
         memory=options.get("memory", MEMORY),
+        thresholds=options.get("thresholds"),
     )

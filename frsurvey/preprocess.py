@@ -28,6 +28,7 @@ __all__ = [
     "BlankImageError",
     "circle_mask",
     "preprocess_first",
+    "preprocess_first_with_noise",
     "sigma_clipped_std",
     "to_model_input",
 ]
@@ -248,6 +249,15 @@ def preprocess_first(image: np.ndarray) -> np.ndarray:
         If no pixel inside the circle rises above three sigma (for example
         an all-zero, all-NaN or constant image).
     """
+    return preprocess_first_with_noise(image)[0]
+
+
+def preprocess_first_with_noise(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Return the canonical image of :func:`preprocess_first` and the cutout's noise (the clipped std, Jy/beam).
+
+    The noise is the one the recipe clips at three times; :mod:`frsurvey.morphology`
+    measures the source with it. Raises as :func:`preprocess_first`.
+    """
     image = np.asarray(image)
     if image.shape != (CUTOUT_SIZE, CUTOUT_SIZE):
         raise ValueError(f"expected a {CUTOUT_SIZE}x{CUTOUT_SIZE} cutout, got shape {image.shape}")
@@ -260,7 +270,7 @@ def preprocess_first(image: np.ndarray) -> np.ndarray:
     crop = image[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE].copy()
     crop[crop <= 3 * std] = 0
     crop[~_MASK] = 0
-    return scale_to_uint8(crop)
+    return scale_to_uint8(crop), float(std)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:

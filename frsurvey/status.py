@@ -6,7 +6,15 @@ import logging
 
 import numpy as np
 
-__all__ = ["DESCRIPTIONS", "LOG_EXAMPLES", "FailureLog", "Status", "summarize", "summarize_counts"]
+__all__ = [
+    "DESCRIPTIONS",
+    "LOG_EXAMPLES",
+    "REFUSED",
+    "FailureLog",
+    "Status",
+    "summarize",
+    "summarize_counts",
+]
 
 
 class Status:
@@ -22,6 +30,9 @@ class Status:
     FETCH_FAILED = "fetch_failed"
     NOT_CACHED = "not_cached"
     MODEL_ERROR = "model_error"
+    UNRESOLVED = "unresolved"
+    TOO_LARGE = "too_large"
+    OUT_OF_DOMAIN = "out_of_domain"
 
 
 #: One line per status, in the order of the README's table.
@@ -40,7 +51,17 @@ DESCRIPTIONS: dict[str, str] = {
     Status.NOT_CACHED: "--offline was given and the cutout is not in the cache",
     Status.MODEL_ERROR: "the model gave no usable probability for the cutout (NaN or infinite): "
     "a diverged or damaged model, not a property of the source",
+    Status.UNRESOLVED: "the central source is a point source at FIRST's beam (FR_SIZE_DECONV below the limit, "
+    "no lobes on opposite sides): the FR class is not defined for it; P_FRI/P_FRII are still written",
+    Status.TOO_LARGE: "the emission connected to the centre runs off the 150x150 px image the model sees "
+    "(the lobes are cut): P_FRI/P_FRII are still written, but no FR_CLASS",
+    Status.OUT_OF_DOMAIN: "FR_OOD is above --ood-threshold: the image is unlike the training images; "
+    "P_FRI/P_FRII are still written, but no FR_CLASS",
 }
+
+
+#: Statuses of rows that were measured and scored, but refused a label (P_FRI/P_FRII are written).
+REFUSED = frozenset({Status.UNRESOLVED, Status.TOO_LARGE, Status.OUT_OF_DOMAIN})
 
 
 def summarize(statuses) -> str:

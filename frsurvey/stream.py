@@ -85,6 +85,7 @@ from .engine import (
     provenance,
     resolve_device,
 )
+from .morphology import Thresholds
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import ImageSource, make_source
 from .status import Status, summarize_counts
@@ -748,7 +749,7 @@ def _coerce(plain: Table, merged: Table) -> Table:
 #: The journal of an unfinished run is this directory beside the output: ``labeled.fits.frsurvey-partial``.
 JOURNAL_SUFFIX = ".frsurvey-partial"
 #: Version of the journal layout; a journal of another version is not used.
-JOURNAL_FORMAT = 1
+JOURNAL_FORMAT = 2
 _MANIFEST = "manifest.json"
 _LOCK = "lock"
 _CHUNK = re.compile(r"^chunk-(\d{7})\.npz$")
@@ -794,10 +795,11 @@ class ResumeJournal:
     - ``manifest.json``: what the run's results depend on: the catalog's
       size and sha256, the chunk size, table and position columns, the
       model's sha256, the preprocessing, the image source's fingerprint and
-      the numeric settings (device type, precision, views, pass size),
-      with the frsurvey version;
+      the numeric settings (device type, precision, views, pass size)
+      and the thresholds of the statuses ``unresolved``, ``too_large`` and
+      ``out_of_domain``, with the frsurvey version;
     - ``chunk-NNNNNNN.npz``, one per finished chunk: its rows' statuses,
-      reasons, probabilities and spreads (plain arrays, read without
+      reasons, probabilities, spreads, measurements and FR_OOD (plain arrays, read without
       pickle), each written to a temporary name, flushed to disk and renamed,
       so a chunk file is whole or absent;
     - ``lock``: held (``flock``) by the run using the journal: a second run
@@ -1002,7 +1004,8 @@ class ResumeJournal:
                 status = z["status"][z["status_index"]].astype(object)
                 message = z["message"][z["message_index"]].astype(object)
                 p_fri, spread = z["p_fri"].astype(np.float64), z["spread"].astype(np.float64)
-            if n != rows or not (len(status) == len(message) == len(p_fri) == len(spread) == rows):
+                measures, ood = z["measures"].astype(np.float64), z["ood"].astype(np.float64)
+            if n != rows or not (len(status) == len(message) == len(p_fri) == len(spread) == len(measures) == rows):
                 raise ValueError(f"it holds {n} rows, the chunk has {rows}")
             if not set(status) <= set(DESCRIPTIONS):
                 raise ValueError(f"unknown statuses {sorted(set(status) - set(DESCRIPTIONS))}")
@@ -1012,7 +1015,7 @@ class ResumeJournal:
             self.finished.pop(k, None)
             path.unlink(missing_ok=True)
             return None
-        return RowResults(status, message, p_fri, spread)
+        return RowResults(status, message, p_fri, spread, None, measures, ood)
 
     def save(self, k: int, res: Any) -> None:
         """Record the results of chunk ``k`` (whole, flushed to disk, or not at all)."""
@@ -1028,6 +1031,8 @@ class ResumeJournal:
             message_index=message_index.astype(np.int32).reshape(-1),
             p_fri=np.asarray(res.p_fri, dtype=np.float64),
             spread=np.asarray(res.spread, dtype=np.float64),
+            measures=np.asarray(res.measures, dtype=np.float64),
+            ood=np.asarray(res.ood, dtype=np.float64),
         )
         path = self.path / f"chunk-{k:07d}.npz"
         _write_atomically(path, buf.getvalue())
@@ -1206,6 +1211,7 @@ def classify_file(
     dask: str | Any | None = None,
     resume: bool = True,
     restart: bool = False,
+    thresholds: Thresholds | None = None,
 ) -> RunSummary:
     """Classify a catalog file into an output file, ``chunk_size`` rows at a time, resumably.
 
@@ -1232,6 +1238,8 @@ def classify_file(
         ``format`` / ``out_format``).
     images, model, source, source_options, ra_col, dec_col, table_index, batch_size, device, workers, tta, amp
         As for :func:`frsurvey.classify_table`.
+    thresholds : frsurvey.morphology.Thresholds, optional
+        As for :func:`frsurvey.classify_table`; part of the journal's manifest.
     chunk_size : int
         Rows read, classified and written at a time; 0: the whole catalog
         at once, in memory (:func:`~frsurvey.classify_table`), without a journal.
@@ -1295,6 +1303,7 @@ def classify_file(
                 progress=progress,
                 gallery=gallery,
                 gallery_max=gallery_max,
+                thresholds=thresholds,
             )
             path = write_catalog(table, out, format=out_format)
         except BaseException:
@@ -1320,7 +1329,8 @@ def classify_file(
     if not isinstance(source, ImageSource):
         source = make_source(images=images, source=source, **(source_options or {}))
     log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
-    options = {"batch_size": batch_size, "workers": workers, "tta": tta, "amp": amp}
+    thresholds = Thresholds() if thresholds is None else thresholds
+    options = {"batch_size": batch_size, "workers": workers, "tta": tta, "amp": amp, "thresholds": thresholds}
 
     writer = ChunkWriter(out, format=out_format)
     journal = None
@@ -1341,6 +1351,7 @@ def classify_file(
                 "preprocessing": f"{PREPROCESSING} v{PREPROCESSING_VERSION}",
                 "source": source.fingerprint(),
                 "settings": numeric_settings(model, dev, batch_size, tta, amp),
+                "thresholds": thresholds.as_dict(),
             },
         )
         journal.open(restart=restart)
@@ -1372,7 +1383,15 @@ def classify_file(
             summary.chunks += 1
             failures.add(res.status, res.message, offset=offset)
             with _quiet("frsurvey.catalog") if k else contextlib.nullcontext():
-                labeled = add_results(chunk, fr_classes(res.p_fri), res.p_fri, res.status, uncertainty=res.spread)
+                labeled = add_results(
+                    chunk,
+                    fr_classes(res.p_fri, res.status),
+                    res.p_fri,
+                    res.status,
+                    uncertainty=res.spread,
+                    measures=res.measures,
+                    ood=res.ood,
+                )
             if res.keeper is not None:
                 res.keeper.draw(labeled, gallery)
             elif k == 0 and gallery is not None and not fresh:
@@ -1541,7 +1560,7 @@ def _classify_on_worker(
         before = (engine.prepared, engine.remembered)
         res = engine.classify(ra, dec, status, reason=reason)
         counts = (engine.prepared - before[0], engine.remembered - before[1])
-    return res.status, res.message, res.p_fri, res.spread, counts
+    return res.status, res.message, res.p_fri, res.spread, res.measures, res.ood, counts
 
 
 def _client(dask: Any):
@@ -1603,10 +1622,10 @@ class _DaskRunner:
         chunk, future = item
         if isinstance(future, RowResults):  # from the journal
             return chunk, future, False
-        status, message, p_fri, spread, (prepared, remembered) = future.result()
+        status, message, p_fri, spread, measures, ood, (prepared, remembered) = future.result()
         self.prepared += prepared
         self.remembered += remembered
-        return chunk, RowResults(status, message, p_fri, spread), True
+        return chunk, RowResults(status, message, p_fri, spread, None, measures, ood), True
 
     def close(self) -> None:
         if self.own:

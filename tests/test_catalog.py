@@ -66,6 +66,9 @@ def results_for(table: Table) -> Table:
         status=[Status.OK, Status.NO_IMAGE, Status.OK, Status.BAD_POSITION],
         uncertainty=[0.01, np.nan, 0.02, np.nan],
         provenance=PROVENANCE,
+        # S/N, LAS, deconvolved size, components: blank (NaN) for the rows without an image
+        measures=[[50.0, 30.0, 12.0, 2], [np.nan] * 4, [20.0, 8.0, 0.0, 1], [np.nan] * 4],
+        ood=[-1.2, np.nan, -0.9, np.nan],
     )
 
 
@@ -429,7 +432,7 @@ def test_write_keeps_input_columns_and_adds_ours(tmp_path, ext):
     path = write_catalog(out, tmp_path / f"out.{ext}")
     assert path == tmp_path / f"out.{ext}"
     r = read_catalog(path)
-    assert r.colnames == [*t.colnames, "FR_CLASS", "P_FRI", "P_FRII", "FR_UNCERTAINTY", "FR_STATUS"]
+    assert r.colnames == [*t.colnames, *OUTPUT_COLUMNS]
     assert len(r) == len(t)
     for name in t.colnames:
         expected = values(t[name])
@@ -564,7 +567,14 @@ def test_classifying_own_output_again_replaces_our_columns(tmp_path, ext, caplog
     again = read_catalog(path)
     with caplog.at_level(logging.WARNING, logger="frsurvey"):
         second = add_results(
-            again, ["FRII"] * 4, [0.1, 0.2, 0.3, 0.4], [Status.OK] * 4, uncertainty=[0.0] * 4, provenance=PROVENANCE
+            again,
+            ["FRII"] * 4,
+            [0.1, 0.2, 0.3, 0.4],
+            [Status.OK] * 4,
+            uncertainty=[0.0] * 4,
+            provenance=PROVENANCE,
+            measures=[[30.0, 20.0, 6.0, 1]] * 4,
+            ood=[-1.0] * 4,
         )
     assert any("already has FR_CLASS" in r.getMessage() and "replacing" in r.getMessage() for r in caplog.records)
     assert second.colnames == first.colnames
@@ -602,7 +612,7 @@ def test_input_columns_named_like_ours_but_for_case_are_renamed_with_a_warning(c
         {"RA": [1.0], "DEC": [2.0], "fr_class": ["FRII"], "Fr_Status": ["x"], "FR_STATUS_INPUT": [1], "other": [3]}
     )
     with caplog.at_level(logging.WARNING, logger="frsurvey"):
-        out = add_results(t, ["FRI"], [0.8], ["ok"], uncertainty=[0.1])
+        out = add_results(t, ["FRI"], [0.8], ["ok"], uncertainty=[0.1], measures=[[9.0, 20.0, 5.0, 1]], ood=[-1.0])
     messages = [r.getMessage() for r in caplog.records]
     assert any("fr_class -> fr_class_input, Fr_Status -> Fr_Status_input2" in m and "case" in m for m in messages)
     kept = ["RA", "DEC", "fr_class_input", "Fr_Status_input2", "FR_STATUS_INPUT", "other"]

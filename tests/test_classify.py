@@ -12,12 +12,23 @@ from conftest import REPO, run_frsurvey
 
 import frsurvey
 from frsurvey.catalog import read_catalog
-from frsurvey.status import DESCRIPTIONS, Status
+from frsurvey.status import DESCRIPTIONS, REFUSED, Status
 
 # the status zoo's truncated image makes astropy warn when it is opened: expected here
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OUR_COLUMNS = ["FR_CLASS", "P_FRI", "P_FRII", "FR_UNCERTAINTY", "FR_STATUS"]
+OUR_COLUMNS = [
+    "FR_CLASS",
+    "P_FRI",
+    "P_FRII",
+    "FR_UNCERTAINTY",
+    "FR_STATUS",
+    "FR_SNR",
+    "FR_LAS",
+    "FR_SIZE_DECONV",
+    "FR_NCOMP",
+    "FR_OOD",
+]
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows: (.*) -> (.+)$", re.MULTILINE)
 
 
@@ -35,15 +46,17 @@ def summary_counts(stderr: str) -> tuple[int, dict[str, int], str]:
 def check_results(out: Table) -> None:
     """What holds for every classified table: probabilities, classes and statuses agree."""
     ok = np.asarray(out["FR_STATUS"]) == Status.OK
+    # refused rows (unresolved, too_large, out_of_domain) were measured and scored: P_FRI written, no FR_CLASS
+    scored = ok | np.isin(np.asarray(out["FR_STATUS"]), list(REFUSED))
     p1 = np.ma.filled(np.ma.asarray(out["P_FRI"], dtype=float), np.nan)
     p2 = np.ma.filled(np.ma.asarray(out["P_FRII"], dtype=float), np.nan)
     spread = np.ma.filled(np.ma.asarray(out["FR_UNCERTAINTY"], dtype=float), np.nan)
     classes = np.asarray(np.ma.filled(out["FR_CLASS"].astype(str), ""))
-    assert np.isfinite(p1[ok]).all() and np.isfinite(p2[ok]).all() and np.isfinite(spread[ok]).all()
-    np.testing.assert_allclose(p1[ok] + p2[ok], 1.0, atol=1e-12)
-    assert ((p1[ok] >= 0) & (p1[ok] <= 1)).all() and (spread[ok] >= 0).all()
+    assert np.isfinite(p1[scored]).all() and np.isfinite(p2[scored]).all() and np.isfinite(spread[scored]).all()
+    np.testing.assert_allclose(p1[scored] + p2[scored], 1.0, atol=1e-12)
+    assert ((p1[scored] >= 0) & (p1[scored] <= 1)).all() and (spread[scored] >= 0).all()
     np.testing.assert_array_equal(classes[ok], np.where(p1[ok] >= 0.5, "FRI", "FRII"))
-    assert np.isnan(p1[~ok]).all() and np.isnan(p2[~ok]).all() and np.isnan(spread[~ok]).all()
+    assert np.isnan(p1[~scored]).all() and np.isnan(p2[~scored]).all() and np.isnan(spread[~scored]).all()
     assert (classes[~ok] == "").all()
     assert set(np.asarray(out["FR_STATUS"])) <= set(DESCRIPTIONS)
 
@@ -60,10 +73,13 @@ def plain(col) -> list:
 
 def test_classify_real_cutouts(real_classified, first_cutouts):
     proc, out_path = real_classified
-    assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     total, counts, where = summary_counts(proc.stderr)
-    assert (total, counts, where) == (301, {"ok": 301}, str(out_path))
+    # every MiraBest source is classified; a few refused a label (bright cores whose lobes are faint and diffuse):
+    # 1.7% of the 814 MiraBest FRI/FRII in ../shared (README), 2.3% of these 301
+    assert (total, where) == (301, str(out_path)) and set(counts) <= {"ok", *REFUSED}
+    assert counts["ok"] >= 0.97 * 301
+    assert proc.returncode == (0 if counts == {"ok": 301} else 3), proc.stderr
     # the catalog's own `fr_class` (the truth) is kept as fr_class_input beside our FR_CLASS, with a warning
     assert "fr_class -> fr_class_input" in proc.stderr and "case" in proc.stderr
 
@@ -74,7 +90,7 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
     assert out.colnames == [*kept, *OUR_COLUMNS]
     for name, new in zip(cat.colnames, kept):  # in order and unchanged
         assert plain(out[new]) == plain(cat[name]), name
-    assert list(out["FR_STATUS"]) == ["ok"] * 301
+    assert summary_counts(proc.stderr)[1] == dict(zip(*np.unique(np.asarray(out["FR_STATUS"]), return_counts=True)))
     check_results(out)
     assert out.meta == {} or "FRS_VER" not in out.meta  # provenance is in INFO elements, checked below
     from astropy.io import votable
@@ -82,7 +98,7 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
     infos = {i.name: i.value for i in votable.parse(str(out_path)).resources[0].infos}
     assert infos["FRS_VER"] == frsurvey.__version__
     assert infos["FRS_MOD"] == "test-cnn"
-    assert infos["FRS_STAT"] == "301 rows: 301 ok"
+    assert infos["FRS_STAT"] == proc.stderr.split("frsurvey: ")[-1].split(" -> ")[0]
     assert infos["FRS_PREP"] == "first-canonical v1"
     assert infos["FRS_SRC"].startswith("local:") and "301 images" in infos["FRS_SRC"]
     assert re.fullmatch(r"[0-9a-f]{64}", infos["FRS_MSHA"])
@@ -116,8 +132,9 @@ def test_every_status_is_reached_by_a_real_bad_input(zoo_cli, status_zoo):
     assert "Traceback" not in proc.stderr
     out = read_catalog(out_path)
     assert list(out["FR_STATUS"]) == expected
-    # all a local run of a checkpoint can give (model_error needs a broken model object: test_hostile.py)
-    assert set(expected) == set(DESCRIPTIONS) - {Status.FETCH_FAILED, Status.NOT_CACHED, Status.MODEL_ERROR}
+    # all the failures a local run of a checkpoint can give (model_error needs a broken model object:
+    # test_hostile.py); the refusals (unresolved, too_large, out_of_domain): test_refusal.py
+    assert set(expected) == set(DESCRIPTIONS) - {Status.FETCH_FAILED, Status.NOT_CACHED, Status.MODEL_ERROR} - REFUSED
     check_results(out)
     cat = read_catalog(catalog)
     assert out.colnames == [*cat.colnames, *OUR_COLUMNS]

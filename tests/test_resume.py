@@ -307,7 +307,7 @@ def interrupted(catalog, out: Path, options, at: int = 3) -> Path:
     return journal_path(out)
 
 
-@pytest.mark.parametrize("change", ["catalog", "model", "images", "no-tta", "chunk-size", "restart"])
+@pytest.mark.parametrize("change", ["catalog", "model", "images", "no-tta", "chunk-size", "thresholds", "restart"])
 def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog, change):
     catalog, options, _, d = zoo_run
     work = d / "cat.csv"
@@ -324,6 +324,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
         "images": "the image source changed",
         "no-tta": "settings one_view: False then, True now",
         "chunk-size": "reading chunk_size: 3 then, 4 now",
+        "thresholds": "thresholds unresolved_size: 3.0 then, 5.0 now",
         "restart": "--restart: not using the journal",
     }[change]
     if change == "catalog":
@@ -341,6 +342,10 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
         extra["tta"] = False
     elif change == "chunk-size":
         extra["chunk_size"] = 4
+    elif change == "thresholds":
+        from frsurvey.morphology import Thresholds
+
+        extra["thresholds"] = Thresholds(unresolved_size=5.0)
     else:
         extra["restart"] = True
     calls = count_classify(monkeypatch)

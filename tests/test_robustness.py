@@ -31,12 +31,23 @@ from frsurvey.catalog import CatalogError, parse_positions, read_catalog, write_
 from frsurvey.cli import main
 from frsurvey.models import CLASSES, CheckpointError, card_sha256, load_model
 from frsurvey.sources import LocalFITSSource
-from frsurvey.status import DESCRIPTIONS, Status
+from frsurvey.status import DESCRIPTIONS, REFUSED, Status
 from frsurvey.stream import classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OURS = ["FR_CLASS", "P_FRI", "P_FRII", "FR_UNCERTAINTY", "FR_STATUS"]
+OURS = [
+    "FR_CLASS",
+    "P_FRI",
+    "P_FRII",
+    "FR_UNCERTAINTY",
+    "FR_STATUS",
+    "FR_SNR",
+    "FR_LAS",
+    "FR_SIZE_DECONV",
+    "FR_NCOMP",
+    "FR_OOD",
+]
 EXT = {"vot": "votable", "fits": "fits", "ecsv": "ascii.ecsv", "csv": "ascii.csv"}
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows(?:: (.*))? -> (.+)$", re.MULTILINE)
 
@@ -69,18 +80,22 @@ def reasons(err: str) -> dict[int, tuple[str, str]]:
 
 
 def check_invariants(out: Table, n: int) -> None:
-    """Probabilities in [0, 1] summing to 1 for classified rows, NaN and no class for the others."""
+    """Probabilities in [0, 1] summing to 1 for scored rows, NaN for the others; a class only for ``ok`` rows.
+
+    Scored: ``ok``, and the rows refused a label (unresolved, too_large, out_of_domain), which keep P_FRI.
+    """
     assert len(out) == n
     status = np.asarray(out["FR_STATUS"]).astype(str)
     assert set(status) <= set(DESCRIPTIONS), set(status)
     ok = status == Status.OK
+    scored = ok | np.isin(status, list(REFUSED))
     p1 = np.ma.filled(np.ma.asarray(out["P_FRI"], dtype=float), np.nan)
     p2 = np.ma.filled(np.ma.asarray(out["P_FRII"], dtype=float), np.nan)
     cls = np.asarray(np.ma.filled(out["FR_CLASS"].astype(str), ""))
-    assert np.isfinite(p1[ok]).all() and ((p1[ok] >= 0) & (p1[ok] <= 1)).all()
-    np.testing.assert_allclose(p1[ok] + p2[ok], 1.0, atol=1e-12)
+    assert np.isfinite(p1[scored]).all() and ((p1[scored] >= 0) & (p1[scored] <= 1)).all()
+    np.testing.assert_allclose(p1[scored] + p2[scored], 1.0, atol=1e-12)
     np.testing.assert_array_equal(cls[ok], np.where(p1[ok] >= 0.5, "FRI", "FRII"))
-    assert np.isnan(p1[~ok]).all() and np.isnan(p2[~ok]).all() and (cls[~ok] == "").all()
+    assert np.isnan(p1[~scored]).all() and np.isnan(p2[~scored]).all() and (cls[~ok] == "").all()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -645,7 +660,7 @@ def test_random_images_through_the_whole_pipeline(model, data, offset):
             result, told = _with_rows(lambda: frsurvey.classify_table(table, images=d / "img", model=model))
         check_invariants(result, 3)
         status = [str(s) for s in result["FR_STATUS"]]
-        assert set(status) <= {"ok", "blank_image", "outside_image", "no_image"}, status
+        assert set(status) <= {"ok", "blank_image", "outside_image", "no_image", *REFUSED}, status
         for i, s in enumerate(status):
             if s != Status.OK:
                 assert told[i][0] == s and told[i][1]

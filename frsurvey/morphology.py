@@ -1,0 +1,279 @@
+"""What astronomers measure on a cutout before they give it a Fanaroff-Riley class.
+
+:func:`measure` works on the pixels the model sees: the central 150x150 px
+of the cutout, inside the 75 px circle, above three times the noise of the
+canonical sigma clip (:func:`frsurvey.preprocess.sigma_clipped_std` of the
+whole 300x300 cutout). It is called where the canonical preprocessing happens
+(:class:`frsurvey.prepare.PreparedCutouts`), so every runner gets the same
+values. It returns one float64 vector per source (:data:`MEASURES`):
+
+``snr``
+    peak surface brightness of the central component over the noise; when
+    no component reaches the centre, of the brightest pixel inside the circle.
+``las``
+    largest angular size (arcsec) of the central component: the >3 sigma
+    emission connected to the centre, from pixel centre to pixel centre
+    plus one pixel. NaN when no component touches the centre (3 px).
+``size``
+    FWHM (arcsec) of the major axis of the central component deconvolved
+    from the beam: its intensity-weighted second moments above 3 sigma,
+    corrected for the cut at 3 sigma (exact for a Gaussian), less the
+    beam's. 0 when the component is no larger than the beam; NaN when there
+    is no central component.
+``ncomp``
+    number of separate components (connected >3 sigma regions peaking above
+    5 sigma) inside the circle.
+``edge``
+    1 when the central component reaches the edge of the circle (it runs off
+    the image the model sees), else 0.
+``flanked``
+    1 when other components lie on opposite sides of the centre (two of
+    them more than 150 degrees apart as seen from it): the lobes of a double
+    source whose core is the central component, else 0.
+
+:func:`decide` turns the measurements into the statuses ``unresolved`` and
+``too_large`` with thresholds (:class:`Thresholds`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, circle_mask
+
+__all__ = [
+    "FWHM_PER_SIGMA",
+    "MEASURES",
+    "Thresholds",
+    "beam_fwhm",
+    "blank_measures",
+    "decide",
+    "measure",
+]
+
+#: Names of the values in the vector :func:`measure` returns, in order.
+MEASURES: tuple[str, ...] = ("snr", "las", "size", "ncomp", "edge", "flanked")
+#: FWHM of a Gaussian in units of its standard deviation.
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Emission threshold in units of the noise (the canonical preprocessing's).
+DETECT = 3.0
+#: A component counts when its peak reaches this many times the noise.
+COMPONENT_SNR = 5.0
+#: A component is central when it has a pixel this close (px) to the centre.
+CENTRAL_RADIUS = 3.0
+#: Other components must be this far apart (degrees, seen from the centre) to flank the core.
+FLANK_ANGLE = 150.0
+#: ... and their distances from the core within this factor of each other.
+FLANK_RATIO = 3.0
+#: ... and each of them at least this many pixels above 3 sigma (three beams' worth): extended, like lobes.
+FLANK_AREA = 40
+#: ... or peaking at least this many times the noise (bright compact hotspots).
+FLANK_SNR = 50.0
+
+_MASK = circle_mask(CROP_SIZE)
+_C = (CROP_SIZE - 1) / 2.0
+_YY, _XX = np.mgrid[:CROP_SIZE, :CROP_SIZE]
+_R2 = (_YY - _C) ** 2 + (_XX - _C) ** 2
+_NEAR = _R2 <= CENTRAL_RADIUS**2
+#: Pixels on the rim of the circle: the central component reaching them runs off the image.
+_RIM = _MASK & (_R2 > (CROP_SIZE / 2.0 - 1.5) ** 2)
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def blank_measures() -> np.ndarray:
+    """Return the vector of a source that was not measured (all NaN)."""
+    return np.full(len(MEASURES), np.nan)
+
+
+def beam_fwhm(dec: float | None) -> tuple[float, float]:
+    """Return FIRST's restoring beam (major, minor) FWHM in arcsec at declination ``dec``.
+
+    5.4" round north of Dec +4.5 deg; south of it the beam is elongated
+    north-south: 6.4" x 5.4" down to Dec -2.5 deg, 6.8" x 5.4" below
+    (Becker, White & Helfand 1995; the FIRST catalog's documentation).
+    ``None`` or NaN: the round beam.
+    """
+    if dec is None or not np.isfinite(dec) or dec > 4.5:
+        return 5.4, 5.4
+    if dec > -2.5:
+        return 6.4, 5.4
+    return 6.8, 5.4
+
+
+def _truncation(q: float) -> float:
+    """Share of a Gaussian's variance kept by intensity-weighted moments above ``q`` times its peak."""
+    q = min(max(q, 1e-12), 1.0 - 1e-9)
+    return (1.0 - q * (1.0 - np.log(q))) / (1.0 - q)
+
+
+#: Unit vectors of 180 directions 1 degree apart: the largest size is the widest projection on them.
+_DIRECTIONS = np.stack([np.sin(np.radians(np.arange(180.0))), np.cos(np.radians(np.arange(180.0)))])
+
+
+def _largest_size(ys: np.ndarray, xs: np.ndarray) -> float:
+    """Return the largest distance (px) between pixel centres of a set, plus one pixel.
+
+    The widest of the set's projections on 180 directions: at most 0.02%
+    short of the largest distance between two of its pixels.
+    """
+    proj = np.column_stack([ys, xs]) @ _DIRECTIONS
+    return float((proj.max(axis=0) - proj.min(axis=0)).max()) + 1.0
+
+
+def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarray:
+    """Measure the central source of a 300x300 FIRST cutout (see the module's docstring).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The cutout, ``(300, 300)`` in Jy/beam (non-finite pixels count as 0).
+    std : float
+        Its noise: the canonical sigma-clipped standard deviation.
+    dec : float, optional
+        Declination (deg), which sets the beam (:func:`beam_fwhm`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 vector in the order of :data:`MEASURES`; all NaN when the
+        noise is not positive and finite.
+    """
+    out = blank_measures()
+    if not (np.isfinite(std) and std > 0):
+        return out
+    lo = (CUTOUT_SIZE - CROP_SIZE) // 2
+    crop = np.nan_to_num(np.asarray(image, dtype=np.float64)[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE])
+    snr = crop / std
+    mask = (snr > DETECT) & _MASK
+    out[0] = float(snr[_MASK].max())
+    labels, n = ndimage.label(mask, structure=_EIGHT)
+    if n == 0:
+        out[3:] = 0.0
+        return out
+    lab = labels[mask]
+    peaks = np.full(n + 1, -np.inf)
+    np.maximum.at(peaks, lab, snr[mask])
+    peaks = peaks[1:]
+    real = peaks >= COMPONENT_SNR
+    out[3] = float(np.count_nonzero(real))
+    near = np.unique(labels[_NEAR & mask])
+    # (the central component's peak S/N replaces this below)
+    near = near[real[near - 1]] if len(near) else near
+    if not len(near):
+        out[4:] = 0.0
+        return out
+    # the component with the pixel nearest the centre
+    c = int(near[np.argmin([_R2[labels == k].min() for k in near])]) if len(near) > 1 else int(near[0])
+    where = labels == c
+    ys, xs = _YY[where], _XX[where]
+    w = snr[where]
+    out[0] = float(peaks[c - 1])
+    out[1] = _largest_size(ys.astype(float), xs.astype(float)) * PIXEL_SCALE_ARCSEC
+    out[4] = float(bool((where & _RIM).any()))
+
+    # beam-corrected second moments, corrected for the cut at DETECT sigma
+    total = w.sum()
+    my, mx = (w * ys).sum() / total, (w * xs).sum() / total
+    dy, dx = ys - my, xs - mx
+    cov = np.array([[(w * dx * dx).sum(), (w * dx * dy).sum()], [(w * dx * dy).sum(), (w * dy * dy).sum()]]) / total
+    cov /= _truncation(DETECT / peaks[c - 1])
+    bmaj, bmin = beam_fwhm(dec)
+    sx, sy = bmin / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC, bmaj / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC
+    src = cov - np.diag([sx * sx, sy * sy])  # the beam's major axis runs north-south (along the rows)
+    top = float(np.linalg.eigvalsh(src)[-1])
+    out[2] = FWHM_PER_SIGMA * np.sqrt(max(top, 0.0)) * PIXEL_SCALE_ARCSEC
+
+    # other components on opposite sides of the centre: lobes around a core
+    area = np.bincount(lab, minlength=n + 1)[1:]
+    others = np.flatnonzero(real & ((area >= FLANK_AREA) | (peaks >= FLANK_SNR))) + 1
+    others = others[others != c]
+    out[5] = float(_flanked(snr, labels, others, my, mx))
+    return out
+
+
+def _flanked(snr: np.ndarray, labels: np.ndarray, others: np.ndarray, my: float, mx: float) -> bool:
+    """Return True when two of the ``others`` components lie on opposite sides of (my, mx), like lobes.
+
+    Opposite: more than :data:`FLANK_ANGLE` apart as seen from the core, and
+    their distances from it within a factor :data:`FLANK_RATIO`. The caller
+    passes only extended components (:data:`FLANK_AREA`).
+    """
+    if len(others) < 2:
+        return False
+    cy = np.asarray(ndimage.center_of_mass(snr, labels, others))
+    vy, vx = cy[:, 0] - my, cy[:, 1] - mx
+    ang = np.arctan2(vy, vx)
+    dist = np.maximum(np.hypot(vy, vx), 1e-9)
+    apart = np.degrees(np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :]))))) > FLANK_ANGLE
+    ratio = np.maximum(dist[:, None], dist[None, :]) / np.minimum(dist[:, None], dist[None, :])
+    return bool((apart & (ratio < FLANK_RATIO)).any())
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a source gets no FR label although its image was classified.
+
+    Attributes
+    ----------
+    unresolved_size : float
+        Arcsec. A central component whose deconvolved major axis
+        (``FR_SIZE_DECONV``) is below ``max(unresolved_size,
+        unresolved_snr_size / sqrt(FR_SNR))``, with no other components on
+        opposite sides of it, is ``unresolved``. 0 (both) turns the status off.
+    unresolved_snr_size : float
+        Arcsec: the part of the limit that shrinks with S/N as the noise of
+        the size measurement does (a point source at S/N 10 measures up to
+        about 6", at S/N 1000 under 1.5").
+    too_large : bool
+        Give ``too_large`` to sources whose central component reaches the
+        edge of the 75 px circle.
+    ood_threshold : float or None
+        Refuse (``out_of_domain``) rows whose ``FR_OOD`` is above this; None: off.
+    """
+
+    unresolved_size: float = 3.0
+    unresolved_snr_size: float = 25.0
+    too_large: bool = True
+    ood_threshold: float | None = None
+
+    def as_dict(self) -> dict[str, float | bool | None]:
+        """Return the thresholds as a JSON-ready dict (for manifests and provenance)."""
+        return asdict(self)
+
+    def size_limit(self, snr: np.ndarray) -> np.ndarray:
+        """Return the deconvolved size (arcsec) below which a central component at peak S/N ``snr`` is a point."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.maximum(self.unresolved_size, self.unresolved_snr_size / np.sqrt(np.asarray(snr, dtype=float)))
+
+
+def decide(measures: np.ndarray, thresholds: Thresholds, ood: np.ndarray | None = None) -> np.ndarray:
+    """Return the status each measured source earns: ``ok``, ``unresolved``, ``too_large`` or ``out_of_domain``.
+
+    ``unresolved`` wins over ``too_large``, which wins over ``out_of_domain``.
+
+    Parameters
+    ----------
+    measures : numpy.ndarray
+        ``(N, len(MEASURES))`` from :func:`measure` (NaN rows: ``ok``).
+    thresholds : Thresholds
+        The run's thresholds.
+    ood : numpy.ndarray, optional
+        ``FR_OOD`` of each source, for ``thresholds.ood_threshold``.
+    """
+    from .status import Status
+
+    m = np.asarray(measures, dtype=float).reshape(-1, len(MEASURES))
+    status = np.full(len(m), Status.OK, dtype=object)
+    snr, size, edge, flanked = m[:, 0], m[:, 2], m[:, 4], m[:, 5]
+    if thresholds.ood_threshold is not None and ood is not None:
+        with np.errstate(invalid="ignore"):
+            status[np.asarray(ood, dtype=float).reshape(-1) > thresholds.ood_threshold] = Status.OUT_OF_DOMAIN
+    if thresholds.too_large:
+        status[edge == 1] = Status.TOO_LARGE
+    with np.errstate(invalid="ignore"):
+        point = (size < thresholds.size_limit(snr)) & (flanked == 0)
+    status[point] = Status.UNRESOLVED
+    return status
