@@ -102,19 +102,20 @@ def orientation_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     turned by ``-angle``, lies on the negative side of each axis. A source
     with no emission gets angle 0 and no flips.
     """
-    u = ((x[:, 0].double() + 1) / 2).clamp(0, 1)
+    u = ((x[:, 0].float() + 1) / 2).clamp(0, 1)
     h, w = u.shape[-2:]
-    ys = torch.arange(h, dtype=u.dtype, device=u.device) - (h - 1) / 2.0
-    xs = torch.arange(w, dtype=u.dtype, device=u.device) - (w - 1) / 2.0
-    row, col = u.sum(dim=2), u.sum(dim=1)  # (N, H), (N, W)
+    ys = torch.arange(h, dtype=torch.float64, device=u.device) - (h - 1) / 2.0
+    xs = torch.arange(w, dtype=torch.float64, device=u.device) - (w - 1) / 2.0
+    # sums along one axis in float32 (150 terms), the rest in float64
+    row, col = u.sum(dim=2).double(), u.sum(dim=1).double()  # (N, H), (N, W)
     m_x, m_y = col @ xs, row @ ys
     m_xx, m_yy = col @ (xs * xs), row @ (ys * ys)
-    m_xy = torch.einsum("nhw,h,w->n", u, ys, xs)
+    m_xy = (u @ xs.float()).double() @ ys  # (N, H) first moments of each row, then weighted by y
     angle = 0.5 * torch.atan2(2 * m_xy, m_xx - m_yy)
     cos, sin = torch.cos(angle), torch.sin(angle)
     along = cos * m_x + sin * m_y  # mean position along the major axis (times the total brightness)
     across = -sin * m_x + cos * m_y
-    tiny = 1e-9 * u.sum(dim=(1, 2)).clamp_min(1.0)
+    tiny = 1e-9 * row.sum(dim=1).clamp_min(1.0)
     return angle, along < -tiny, across < -tiny
 
 
@@ -146,7 +147,7 @@ def align_orientation(x: torch.Tensor) -> torch.Tensor:
     theta[:, 1, 1] = cos * sy
     if h != w:
         raise ValueError(f"align_orientation needs square images, not {h}x{w}")
-    grid = nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False).to(x.dtype)
+    grid = nn.functional.affine_grid(theta.to(x.dtype), [n, 1, h, w], align_corners=False)
     out = nn.functional.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
     mask = _circle(h, x.device)
     return torch.where(mask, out, torch.full_like(out, -1.0))
