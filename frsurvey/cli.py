@@ -352,6 +352,19 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
         default=0,
         help="cnn/d4cnn: also give the centre magnified N times (default 0: not)",
     )
+    g.add_argument("--stem-pool", action="store_true", help="cnn/d4cnn: max-pool after the stem (4x less work)")
+    g.add_argument(
+        "--align",
+        action="store_true",
+        help="cnn: turn each image into a standard orientation first: invariant to the 8 rotations by 90 degrees "
+        "and mirror images in one pass (as the shipped models)",
+    )
+    g.add_argument(
+        "--head-pool",
+        type=_int_at_least(1),
+        default=1,
+        help="cnn/d4cnn: the head sees the last feature maps in N x N cells (default 1: their mean)",
+    )
     g.add_argument(
         "--members",
         type=_int_at_least(1),
@@ -755,9 +768,29 @@ def _train_config(args: argparse.Namespace):
     from .train import TrainConfig, cnn_options
 
     if args.arch in ("cnn", "d4cnn"):
-        arch_kwargs = cnn_options(args.width or None, args.stem_stride, args.stretch, args.radial, args.center_zoom)
-    elif args.stem_stride is not None or args.stretch != "linear" or args.radial or args.center_zoom:
-        raise _UsageError("--stem-stride, --stretch, --radial and --center-zoom are options of --arch cnn or d4cnn")
+        arch_kwargs = cnn_options(
+            args.width or None,
+            args.stem_stride,
+            args.stretch,
+            args.radial,
+            args.center_zoom,
+            args.stem_pool,
+            args.align,
+            args.head_pool,
+        )
+    elif (
+        args.stem_stride is not None
+        or args.stretch != "linear"
+        or args.radial
+        or args.center_zoom
+        or args.stem_pool
+        or args.align
+        or args.head_pool != 1
+    ):
+        raise _UsageError(
+            "--stem-stride, --stretch, --radial, --center-zoom, --stem-pool, --align and --head-pool are options of "
+            "--arch cnn or d4cnn"
+        )
     else:
         arch_kwargs = {"width": args.width} if args.width else {}
     return TrainConfig(
@@ -778,6 +811,7 @@ def _train_config(args: argparse.Namespace):
         seed=args.seed,
         device=args.device,
         workers=args.workers,
+        tta=not args.align,  # an aligned network is already invariant to the 8 views: one pass
     )
 
 

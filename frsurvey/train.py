@@ -78,6 +78,9 @@ def cnn_options(
     stretch: str = "linear",
     radial: bool = False,
     center_zoom: int = 0,
+    stem_pool: bool = False,
+    align: bool = False,
+    head_pool: int = 1,
 ) -> dict[str, Any]:
     """Return the ``arch_kwargs`` of a ``cnn``/``d4cnn`` with these options (those left at their defaults are left out).
 
@@ -94,6 +97,12 @@ def cnn_options(
         kwargs["radial"] = True
     if center_zoom:
         kwargs["center_zoom"] = int(center_zoom)
+    if stem_pool:
+        kwargs["stem_pool"] = True
+    if align:
+        kwargs["align"] = True
+    if head_pool != 1:
+        kwargs["head_pool"] = int(head_pool)
     return kwargs
 
 

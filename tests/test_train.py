@@ -285,13 +285,17 @@ def test_train_cli_builds_the_shipped_kind_of_model_from_a_labeled_catalog(tmp_p
     out = tmp_path / "ens.pt"
     args = ["train", "--catalog", tmp_path / "labeled.ecsv", "--images", images, "--epochs", "1", "--width", "2"]
     args += ["--stem-stride", "2", "--radial", "--center-zoom", "3", "--members", "2", "--val-fraction", "0.25"]
+    args += ["--stem-pool", "--align", "--head-pool", "3"]
     assert main([str(a) for a in [*args, "--device", "cpu", "--no-progress", "--accept-chance", "--out", out]]) == 0
     err = capsys.readouterr().err
     assert "trained 2 x cnn on 6 images (validated on 2)" in err
     assert err.count("frsurvey: epoch 1/1: train loss") == 2  # one line per epoch of each network, by default
     card = load_model(out).card
-    member = {"arch": "cnn", "kwargs": {"width": 2, "stem_stride": 2, "radial": True, "center_zoom": 3}}
+    kwargs = {"width": 2, "stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True}
+    member = {"arch": "cnn", "kwargs": {**kwargs, "head_pool": 3}}
     assert card["arch"] == "ensemble" and card["arch_kwargs"]["members"] == [member, member]
+    # like the shipped `accurate` model: one pass per source, the spread over its members
+    assert not card["tta"] and card["uncertainty"] == "members" and load_model(out).views == 1
     # the options of the small CNN are refused for other architectures, with a message
     assert main([str(a) for a in [*args[:9], "--arch", "lenet", "--radial", "--out", tmp_path / "x.pt"]]) == 2
     assert "options of --arch cnn or d4cnn" in capsys.readouterr().err
