@@ -288,7 +288,8 @@ def report(results: dict[str, Table], frdeep: Table, figure: Path) -> dict:
     import matplotlib.pyplot as plt
 
     mb = results["mirabest"]
-    truth = np.asarray(mb["fr_class"])
+    # classify keeps the catalog's own fr_class as fr_class_input (named like our FR_CLASS but for case)
+    truth = np.asarray(mb["fr_class_input" if "fr_class_input" in mb.colnames else "fr_class"])
     pred = np.where(np.asarray(mb["P_FRI"], float) >= 0.5, "FRI", "FRII")
     ok = np.asarray(mb["FR_STATUS"]) == "ok"
     d = Thresholds()

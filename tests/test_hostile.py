@@ -56,8 +56,11 @@ def sky(tmp_path_factory) -> Path:
 
 
 def cli(capsys, *args) -> tuple[int, str]:
-    """Run ``frsurvey`` in this process; return (exit code, stderr)."""
-    rc = main([str(a) for a in args])
+    """Run ``frsurvey`` in this process; return (exit code, stderr) (an option refused by argparse exits 2)."""
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:
+        rc = exc.code
     return rc, capsys.readouterr().err
 
 
