@@ -23,6 +23,19 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 REPO = Path(__file__).resolve().parents[1]
+#: The columns frsurvey adds, in order (stated here, independently of frsurvey.catalog).
+OUR_COLUMNS = [
+    "FR_CLASS",
+    "P_FRI",
+    "P_FRII",
+    "FR_UNCERTAINTY",
+    "FR_STATUS",
+    "FR_SNR",
+    "FR_LAS",
+    "FR_SIZE_DECONV",
+    "FR_NCOMP",
+    "FR_OOD",
+]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 #: FIRST's noise, Jy/beam.

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import REPO, run_frsurvey
+from conftest import OUR_COLUMNS, REPO, run_frsurvey
 
 import frsurvey
 from frsurvey.catalog import read_catalog
@@ -17,18 +17,7 @@ from frsurvey.status import DESCRIPTIONS, REFUSED, Status
 # the status zoo's truncated image makes astropy warn when it is opened: expected here
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OUR_COLUMNS = [
-    "FR_CLASS",
-    "P_FRI",
-    "P_FRII",
-    "FR_UNCERTAINTY",
-    "FR_STATUS",
-    "FR_SNR",
-    "FR_LAS",
-    "FR_SIZE_DECONV",
-    "FR_NCOMP",
-    "FR_OOD",
-]
+
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows: (.*) -> (.+)$", re.MULTILINE)
 
 

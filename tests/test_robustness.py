@@ -23,7 +23,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
-from conftest import default_blobs, first_wcs, make_first_fits, run_frsurvey
+from conftest import OUR_COLUMNS, default_blobs, first_wcs, make_first_fits, run_frsurvey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,18 +36,7 @@ from frsurvey.stream import classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OURS = [
-    "FR_CLASS",
-    "P_FRI",
-    "P_FRII",
-    "FR_UNCERTAINTY",
-    "FR_STATUS",
-    "FR_SNR",
-    "FR_LAS",
-    "FR_SIZE_DECONV",
-    "FR_NCOMP",
-    "FR_OOD",
-]
+OURS = OUR_COLUMNS
 EXT = {"vot": "votable", "fits": "fits", "ecsv": "ascii.ecsv", "csv": "ascii.csv"}
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows(?:: (.*))? -> (.+)$", re.MULTILINE)
 

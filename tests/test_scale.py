@@ -27,19 +27,6 @@ from frsurvey.stream import ChunkWriter, classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
-OUR_COLUMNS = [
-    "FR_CLASS",
-    "P_FRI",
-    "P_FRII",
-    "FR_UNCERTAINTY",
-    "FR_STATUS",
-    "FR_SNR",
-    "FR_LAS",
-    "FR_SIZE_DECONV",
-    "FR_NCOMP",
-    "FR_OOD",
-]
-
 
 def astropy_std(x):
     with warnings.catch_warnings():
