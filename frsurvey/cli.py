@@ -342,28 +342,35 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
     g.add_argument(
         "--stem-stride",
         type=_int_at_least(1),
-        help="cnn/d4cnn: stride of the first convolution (2: a quarter the work; default 1)",
+        help="cnn/d4cnn: stride of the first convolution (2: a quarter the work; default 2 for cnn, 1 for d4cnn)",
     )
     g.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"], help="cnn/d4cnn: input stretch")
-    g.add_argument("--radial", action="store_true", help="cnn/d4cnn: also give the distance from the centre")
+    g.add_argument(
+        "--radial",
+        action=argparse.BooleanOptionalAction,
+        help="cnn/d4cnn: also give the distance from the centre (default: on for cnn, off for d4cnn)",
+    )
     g.add_argument(
         "--center-zoom",
         type=_int_at_least(0),
-        default=0,
-        help="cnn/d4cnn: also give the centre magnified N times (default 0: not)",
+        help="cnn/d4cnn: also give the centre magnified N times (default 3 for cnn, 0 (not) for d4cnn)",
     )
-    g.add_argument("--stem-pool", action="store_true", help="cnn/d4cnn: max-pool after the stem (4x less work)")
+    g.add_argument(
+        "--stem-pool",
+        action=argparse.BooleanOptionalAction,
+        help="cnn/d4cnn: max-pool after the stem, 4x less work (default: on for cnn, off for d4cnn)",
+    )
     g.add_argument(
         "--align",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="cnn: turn each image into a standard orientation first: invariant to the 8 rotations by 90 degrees "
-        "and mirror images in one pass (as the shipped models)",
+        "and mirror images in one pass (default: on for cnn, off for d4cnn)",
     )
     g.add_argument(
         "--head-pool",
         type=_int_at_least(1),
-        default=1,
-        help="cnn/d4cnn: the head sees the last feature maps in N x N cells (default 1: their mean)",
+        help="cnn/d4cnn: the head sees the last feature maps in N x N cells (default 3 for cnn, 1 (their mean) "
+        "for d4cnn)",
     )
     g.add_argument(
         "--members",
@@ -767,26 +774,42 @@ def _frdeep(args: argparse.Namespace, split: str):
 def _train_config(args: argparse.Namespace):
     from .train import TrainConfig, cnn_options
 
+    small_cnn = {
+        "stem_stride": args.stem_stride,
+        "radial": args.radial,
+        "center_zoom": args.center_zoom,
+        "stem_pool": args.stem_pool,
+        "align": args.align,
+        "head_pool": args.head_pool,
+    }
+    align = False
     if args.arch in ("cnn", "d4cnn"):
+        # the cnn's defaults are the shipped models' network; d4cnn's the plain network it averages
+        defaults = (
+            {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3}
+            if args.arch == "cnn"
+            else {
+                "stem_stride": None,
+                "radial": False,
+                "center_zoom": 0,
+                "stem_pool": False,
+                "align": False,
+                "head_pool": 1,
+            }
+        )
+        o = {k: defaults[k] if v is None else v for k, v in small_cnn.items()}
+        align = bool(o["align"])
         arch_kwargs = cnn_options(
             args.width or None,
-            args.stem_stride,
+            o["stem_stride"],
             args.stretch,
-            args.radial,
-            args.center_zoom,
-            args.stem_pool,
-            args.align,
-            args.head_pool,
+            o["radial"],
+            o["center_zoom"],
+            o["stem_pool"],
+            o["align"],
+            o["head_pool"],
         )
-    elif (
-        args.stem_stride is not None
-        or args.stretch != "linear"
-        or args.radial
-        or args.center_zoom
-        or args.stem_pool
-        or args.align
-        or args.head_pool != 1
-    ):
+    elif args.stretch != "linear" or any(v is not None for v in small_cnn.values()):
         raise _UsageError(
             "--stem-stride, --stretch, --radial, --center-zoom, --stem-pool, --align and --head-pool are options of "
             "--arch cnn or d4cnn"
@@ -811,7 +834,7 @@ def _train_config(args: argparse.Namespace):
         seed=args.seed,
         device=args.device,
         workers=args.workers,
-        tta=not args.align,  # an aligned network is already invariant to the 8 views: one pass
+        tta=not align,  # an aligned network is already invariant to the 8 views: one pass
     )
 
 

@@ -437,7 +437,7 @@ class BatchClassifier:
                 if batch["ok_index"]:
                     p, sd, en = self.forward(batch["x"], with_energy=True)
                     ok_where = todo_entry_a[batch["ok_index"]]
-                    broken = _unusable(p, sd, self.one_view)
+                    broken = _unusable(p, sd, self.one_view or self.model.uncertainty == "none")
                     if broken.any():  # a diverged or damaged model: never "ok" with NaN scores
                         if not self._warned_model:
                             log.error("the model gives NaN or infinite probabilities: rows get %s", Status.MODEL_ERROR)

@@ -381,6 +381,7 @@ UNCERTAINTY_METHODS = {
         "the network's own estimate (a second output, trained by distillation) of the standard deviation of "
         "P(FRII) over the networks of the ensemble it was distilled from"
     ),
+    "none": "not estimated (NaN): one aligned network, which gives the same answer for all 8 views",
 }
 
 #: The same, short enough for a FITS header card (``FRS_UNC``).
@@ -388,6 +389,7 @@ UNCERTAINTY_SHORT = {
     "views": "std of P_FRII over the 8 rotations/flips of the image",
     "members": "std of P_FRII over the ensemble's networks",
     "distilled": "predicted std of P_FRII over a teacher ensemble's networks",
+    "none": "not estimated: one aligned network",
 }
 
 
@@ -418,6 +420,8 @@ class FRClassifier(nn.Module):
     @property
     def views(self) -> int:
         """Forward passes of the network per source for :meth:`predict`: 8 (dihedral views) or 1."""
+        if self.uncertainty == "none" and not self.tta:
+            return 1
         return 8 if self.tta or self.uncertainty == "views" or isinstance(self.net, D4Average) else 1
 
     def view_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -446,6 +450,9 @@ class FRClassifier(nn.Module):
         if self.uncertainty == "distilled":
             logits, spread = self.net.forward_spread(x)
             return torch.softmax(logits.float() / self.temperature, dim=-1), spread
+        if self.uncertainty == "none":
+            probs = torch.softmax(self.net(x).float() / self.temperature, dim=-1)
+            return probs, torch.full_like(probs[:, 0], float("nan"))
         if self.uncertainty == "members" and self.views == 1:
             log_mean = self.net(x).float()  # Ensemble: log of the members' mean probability
             spread = self.net.member_probs(x)[..., -1].std(dim=0)
@@ -490,7 +497,7 @@ class FRClassifier(nn.Module):
             if one_view and self.uncertainty != "members":
                 spread = torch.full_like(spread, float("nan"))
             return probs, spread, (-torch.logsumexp(member, dim=-1)).mean(dim=0)
-        if one_view and not isinstance(net, D4Average):
+        if (one_view or self.uncertainty == "none") and not isinstance(net, D4Average):
             logits = net(x).float()
             probs = torch.softmax(logits / t, dim=-1)
             return probs, torch.full_like(probs[:, 0], float("nan")), -torch.logsumexp(logits, dim=-1)

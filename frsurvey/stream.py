@@ -88,7 +88,7 @@ from .engine import (
 from .morphology import Thresholds
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from .sources import ImageSource, make_source
-from .status import Status, summarize_counts
+from .status import REFUSED, Status, summarize_counts
 
 try:  # POSIX: a journal is locked by the run using it
     import fcntl
@@ -1106,10 +1106,12 @@ def check_private_dir(path: Path, what: str) -> None:
 def _check_chunk_values(status: np.ndarray, p_fri: np.ndarray, spread: np.ndarray) -> None:
     """Raise ValueError unless a journal chunk's values are ones a run can give.
 
-    Classified rows: a finite probability in [0, 1] and a spread in [0, 0.5]
-    or NaN (one view); other rows: NaN for both.
+    Classified rows, and rows the model saw but that were refused a label
+    (``unresolved``, ``too_large``, ``out_of_domain``: their probabilities are
+    written): a finite probability in [0, 1] and a spread in [0, 0.5] or NaN
+    (one view, or no spread); other rows: NaN for both.
     """
-    ok = np.asarray([s == Status.OK for s in status], dtype=bool)
+    ok = np.asarray([s == Status.OK or s in REFUSED for s in status], dtype=bool)
     with np.errstate(invalid="ignore"):
         good_p = np.isfinite(p_fri) & (p_fri >= 0.0) & (p_fri <= 1.0)
         good_sd = np.isnan(spread) | ((spread >= 0.0) & (spread <= 0.5))

@@ -441,8 +441,9 @@ def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
     """Return how a model of ``net`` makes its ``FR_UNCERTAINTY`` (see :data:`frsurvey.models.UNCERTAINTY_METHODS`).
 
     A network with a spread head: its own (distilled) estimate; an ensemble
-    without test-time augmentation: the spread over its members; otherwise
-    the spread over the 8 dihedral views.
+    without test-time augmentation: the spread over its members; one aligned
+    network without test-time augmentation: none (NaN); otherwise the spread
+    over the 8 dihedral views.
     """
     from .models import Ensemble
 
@@ -450,6 +451,9 @@ def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
         return "distilled"
     if isinstance(net, Ensemble) and not tta:
         return "members"
+    view = getattr(net, "view", None)
+    if not tta and getattr(view, "align", False):
+        return "none"  # one aligned network: the 8 views give the same answer, and there is no other spread
     return "views"
 
 

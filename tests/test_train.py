@@ -244,7 +244,10 @@ def test_train_cli_end_to_end(tmp_path, frdeep_archive):
     assert f"-> {out}" in proc.stderr and "1 epochs" in proc.stderr
     model = load_model(out)
     card = model.card
-    assert card["arch"] == "cnn" and card["arch_kwargs"] == {"width": 4}
+    # the cnn's defaults are the shipped models' network: aligned, one pass per source
+    shipped = {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3}
+    assert card["arch"] == "cnn" and card["arch_kwargs"] == {"width": 4, **shipped}
+    assert not card["tta"] and model.views == 1
     assert card["training_data"][0]["name"] == "FRDEEP-F"
     assert card["training_data"][0]["archive_md5"] == "2f39461e6c62fb45289559915106013a"
     assert card["metrics"]["frdeep_f_test"]["n"] == 50
