@@ -29,6 +29,20 @@ __all__ = ["classify_table", "resolve_device"]
 log = logging.getLogger(__name__)
 
 
+def with_results(table: Table, res, provenance: dict[str, str] | None = None) -> Table:
+    """Return ``table`` with the ``FR_*`` columns of a :class:`~frsurvey.engine.RowResults` (and provenance) added."""
+    return add_results(
+        table,
+        fr_classes(res.p_fri, res.status),
+        res.p_fri,
+        res.status,
+        uncertainty=res.spread,
+        provenance=provenance,
+        measures=res.measures,
+        ood=res.ood,
+    )
+
+
 def classify_table(
     table: Table | str | os.PathLike,
     images: str | os.PathLike | None = None,
@@ -155,16 +169,7 @@ def classify_table(
         engine.close()
     _log_failures(res.status, res.message)
 
-    result = add_results(
-        table,
-        fr_classes(res.p_fri, res.status),
-        res.p_fri,
-        res.status,
-        uncertainty=res.spread,
-        provenance=provenance(model, source, res.status),
-        measures=res.measures,
-        ood=res.ood,
-    )
+    result = with_results(table, res, provenance(model, source, res.status))
     if res.keeper is not None:
         res.keeper.draw(result, gallery)
     return result

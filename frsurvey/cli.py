@@ -158,6 +158,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="debug log and Python tracebacks on errors")
 
 
+def _add_device_option(group) -> None:
+    group.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
+    )
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -171,12 +180,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="sources prepared per batch (default 64); on a GPU the model takes the whole batch at once, on a CPU "
         "32 images at a time (views included), where a CPU is fastest",
     )
-    p.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
-    )
+    _add_device_option(p)
     p.add_argument(
         "--workers",
         type=_int_at_least(0),
@@ -401,12 +405,7 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
     g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
     g.add_argument("--patience", type=_int_at_least(0), default=15, help="early stopping patience in epochs (0: none)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same weights)")
-    g.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
-    )
+    _add_device_option(g)
     g.add_argument(
         "--workers",
         type=_int_at_least(0),

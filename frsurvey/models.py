@@ -211,8 +211,9 @@ class InputView(nn.Module):
     def channels(self) -> int:
         return 1 + (self.center_zoom > 1) + self.radial
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.align:
+    def forward(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        """Return the channels the convolutions see; ``aligned``: ``x`` is already :func:`align_orientation`'s output."""
+        if self.align and not aligned:
             x = align_orientation(x)
         if self.stretch != "linear":
             u = ((x + 1) / 2).clamp(0, 1)  # back to 0..1
@@ -352,7 +353,14 @@ class Ensemble(nn.Module):
         )
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``(members, N, classes)``: each member's logits."""
+        """Return ``(members, N, classes)``: each member's logits.
+
+        Members that all align their input (``align=True``) share one
+        alignment of ``x`` (the same numbers as each aligning it itself).
+        """
+        if all(isinstance(m, SmallCNN) and m.view.align for m in self.members):
+            aligned = align_orientation(x)
+            return torch.stack([m.head(m.features(m.view(aligned, aligned=True))).float() for m in self.members])
         return torch.stack([m(x).float() for m in self.members])
 
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -491,9 +499,9 @@ class FRClassifier(nn.Module):
             return torch.softmax(logits / t, dim=-1), spread, -torch.logsumexp(logits, dim=-1)
         if isinstance(net, Ensemble) and (one_view or self.views == 1):
             member = net.member_logits(x)
-            mean = torch.softmax(member, dim=-1).mean(dim=0)
-            probs = torch.softmax(torch.log(mean.clamp_min(1e-12)) / t, dim=-1)
-            spread = torch.softmax(member, dim=-1)[..., -1].std(dim=0)
+            member_probs = torch.softmax(member, dim=-1)
+            probs = torch.softmax(torch.log(member_probs.mean(dim=0).clamp_min(1e-12)) / t, dim=-1)
+            spread = member_probs[..., -1].std(dim=0)
             if one_view and self.uncertainty != "members":
                 spread = torch.full_like(spread, float("nan"))
             return probs, spread, (-torch.logsumexp(member, dim=-1)).mean(dim=0)

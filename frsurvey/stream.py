@@ -65,7 +65,6 @@ from .catalog import (
     _plain_table,
     _write_fits,
     _write_votable,
-    add_results,
     check_compressed_size,
     find_position_columns,
     format_from_path,
@@ -76,10 +75,10 @@ from .catalog import (
     text_table,
     write_catalog,
 )
+from .classify import with_results
 from .engine import (
     BatchClassifier,
     FailureLog,
-    fr_classes,
     get_model,
     numeric_settings,
     provenance,
@@ -1385,15 +1384,7 @@ def classify_file(
             summary.chunks += 1
             failures.add(res.status, res.message, offset=offset)
             with _quiet("frsurvey.catalog") if k else contextlib.nullcontext():
-                labeled = add_results(
-                    chunk,
-                    fr_classes(res.p_fri, res.status),
-                    res.p_fri,
-                    res.status,
-                    uncertainty=res.spread,
-                    measures=res.measures,
-                    ood=res.ood,
-                )
+                labeled = with_results(chunk, res)
             if res.keeper is not None:
                 res.keeper.draw(labeled, gallery)
             elif k == 0 and gallery is not None and not fresh:

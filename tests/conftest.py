@@ -393,3 +393,27 @@ def real_classified(tmp_path_factory, first_cutouts, model_path) -> tuple[subpro
         out,
     )
     return proc, out
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line in this process, on two small images
+
+
+@pytest.fixture(scope="module")
+def sky(tmp_path_factory) -> Path:
+    """Two SkyView-like images: an FRII-like source at (150, 30) and an FRI-like one at (10, -5)."""
+    d = tmp_path_factory.mktemp("sky")
+    make_first_fits(d / "a.fits", 150.0, 30.0, seed=1)
+    make_first_fits(d / "b.fits", 10.0, -5.0, seed=2, sources=default_blobs(10.0, -5.0, "FRI"))
+    return d
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    """Run ``frsurvey`` in this process; return (exit code, stderr) (an option refused by argparse exits 2)."""
+    from frsurvey.cli import main
+
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:
+        rc = exc.code
+    return rc, capsys.readouterr().err

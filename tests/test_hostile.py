@@ -26,11 +26,10 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
-from conftest import default_blobs, first_wcs, make_first_fits
+from conftest import cli, first_wcs, make_first_fits
 from fake_services import FakeServices
 
 from frsurvey.catalog import CatalogError, read_catalog
-from frsurvey.cli import main
 from frsurvey.engine import BatchClassifier, resolve_device
 from frsurvey.models import CheckpointError, load_model, save_model
 from frsurvey.samp import SampClassifier, _Job, _Refused
@@ -44,24 +43,6 @@ from frsurvey.stream import CatalogChunks, ResumeJournal, classify_file, journal
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    """Two SkyView-like images: an FRII-like source at (150, 30) and an FRI-like one at (10, -5)."""
-    d = tmp_path_factory.mktemp("sky")
-    make_first_fits(d / "a.fits", 150.0, 30.0, seed=1)
-    make_first_fits(d / "b.fits", 10.0, -5.0, seed=2, sources=default_blobs(10.0, -5.0, "FRI"))
-    return d
-
-
-def cli(capsys, *args) -> tuple[int, str]:
-    """Run ``frsurvey`` in this process; return (exit code, stderr) (an option refused by argparse exits 2)."""
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err
 
 
 def six_rows(path: Path) -> Path:

@@ -23,7 +23,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
-from conftest import OUR_COLUMNS, default_blobs, first_wcs, make_first_fits, run_frsurvey
+from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits, run_frsurvey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,21 +39,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 OURS = OUR_COLUMNS
 EXT = {"vot": "votable", "fits": "fits", "ecsv": "ascii.ecsv", "csv": "ascii.csv"}
 SUMMARY = re.compile(r"^frsurvey: (\d+) rows(?:: (.*))? -> (.+)$", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    """Two SkyView-like images: an FRII-like source at (150, 30) and an FRI-like one at (10, -5)."""
-    d = tmp_path_factory.mktemp("sky")
-    make_first_fits(d / "a.fits", 150.0, 30.0, seed=1)
-    make_first_fits(d / "b.fits", 10.0, -5.0, seed=2, sources=default_blobs(10.0, -5.0, "FRI"))
-    return d
-
-
-def cli(capsys, *args) -> tuple[int, str]:
-    """Run ``frsurvey`` in this process; return (exit code, stderr)."""
-    rc = main([str(a) for a in args])
-    return rc, capsys.readouterr().err
 
 
 def summary(err: str) -> tuple[int, dict[str, int]]:

@@ -147,6 +147,10 @@ def test_distilled_student_is_one_pass_with_its_own_uncertainty(teacher_and_stud
     p2, s2 = predict(again, images[0])
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(s1, s2)
+    # aligned members share one alignment of the input: the same numbers as each aligning it itself
+    with torch.no_grad():
+        one_by_one = torch.stack([m(x).float() for m in teacher.net.members])
+        assert torch.equal(teacher.net.member_logits(x), one_by_one)
     # the teacher's spread is that of its members
     with torch.no_grad():
         members = teacher.net.member_probs(x)[..., 1]
