@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 version = {}
-for line in (here / "frsurvey" / "__init__.py").read_text().splitlines():
+for line in (here / "frsurvey" / "_utils.py").read_text().splitlines():
     if line.startswith("__version__"):
         version["v"] = line.split("=")[1].strip().strip("\"'")
 
@@ -30,6 +30,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=9.0",
         "pyvo>=1.4",
+        "platformdirs>=3",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],

@@ -18,7 +18,7 @@ SAMP listener behind ``frsurvey samp``).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._utils import __version__
 
 __all__ = ["__version__", "classify_table", "load_model", "preprocess_first"]
 

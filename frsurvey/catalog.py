@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import re
-import stat
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,7 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Column, MaskedColumn, Table
 
+from ._utils import replace_atomically
 from .status import Status
 
 __all__ = [
@@ -884,23 +884,6 @@ def _csv_ready(table: Table) -> Table:
             text.description = col.description
             out.replace_column(name, text)
     return out
-
-
-def replace_atomically(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Put the finished file ``tmp`` in place of ``path`` in one step (``os.replace``).
-
-    It gets the mode of the file it replaces, or the one the umask gives a
-    new file (``mkstemp`` made it private, 0600).
-    """
-    path = Path(path)
-    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _provenance_items(table: Table) -> list[tuple[str, str, str]]:

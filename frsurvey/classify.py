@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from ._utils import resolve_device
 from .catalog import add_results, find_position_columns, parse_positions, read_catalog
-from .engine import BatchClassifier, FailureLog, fr_classes, get_model, provenance, resolve_device
+from .engine import BatchClassifier, FailureLog, fr_classes, get_model, provenance
 from .models import FRClassifier
 from .morphology import Thresholds
 from .show import GalleryKeeper
 from .sources import ImageSource, make_source
 
-__all__ = ["classify_table", "resolve_device"]
+__all__ = ["classify_table"]
 
 log = logging.getLogger(__name__)
 

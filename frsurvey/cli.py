@@ -418,7 +418,7 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``frsurvey`` command."""
-    from . import __version__
+    from ._utils import __version__
 
     parser = argparse.ArgumentParser(
         prog="frsurvey",

@@ -7,13 +7,11 @@ torchvision's datasets; ``transform`` and ``target_transform`` apply on top.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.parse
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from ._utils import file_digest, user_dir
 from .preprocess import CROP_SIZE, circle_mask
 from .status import Status
 
@@ -62,28 +61,12 @@ def default_data_dir() -> Path:
     ``~/Library/Application Support/frsurvey`` (macOS),
     ``%LOCALAPPDATA%\\frsurvey`` (Windows), as platformdirs' ``user_data_dir`` would say.
     """
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")) / "frsurvey"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "frsurvey"
-    base = os.environ.get("XDG_DATA_HOME") or ""
-    return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share") / "frsurvey"
+    return user_dir("data", DATA_ENV)
 
 
 def md5sum(path: str | os.PathLike) -> str:
     """Return the md5 hex digest of a file."""
     return file_digest(path, "md5")
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Return the hex digest of a file's bytes with a :mod:`hashlib` algorithm."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _apply_circle(images: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ._utils import __version__, resolve_device
 from .models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
 from .morphology import MEASURES, Thresholds, decide
 from .prepare import PreparedCutouts, collate_prepared
@@ -81,38 +82,6 @@ def idle_cores() -> int:
     except (AttributeError, OSError):
         return cores
     return max(1, min(cores, (os.cpu_count() or cores) - round(load)))
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return the torch device for ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``.
-
-    Raises
-    ------
-    ValueError
-        If a GPU is asked for and none is available.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N ({exc})") from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {device!r}: frsurvey runs on auto, cpu, cuda[:N] or mps, not {dev.type}")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps was asked for, but torch sees no MPS device here")
-    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available():
-        if dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
-    return dev
 
 
 def get_model(model: FRClassifier | str | None, device: torch.device) -> FRClassifier:
@@ -182,8 +151,6 @@ def fr_classes(p_fri: np.ndarray, status: np.ndarray | None = None) -> np.ndarra
 
 def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, str]:
     """Return the ``FRS_*`` provenance of a run: version, model, checksum, preprocessing, source, date, statuses."""
-    from . import __version__
-
     card = model.card
     name = str(card.get("name") or card.get("arch") or type(model.net).__name__)
     return {

@@ -580,7 +580,7 @@ def card_sha256(card: dict[str, Any]) -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Return the sha256 hex digest of a file."""
-    from .datasets import file_digest
+    from ._utils import file_digest
 
     return file_digest(path, "sha256")
 
@@ -592,7 +592,7 @@ def package_versions() -> dict[str, str]:
     import astropy
     import torchvision
 
-    from . import __version__
+    from ._utils import __version__
 
     return {
         "frsurvey": __version__,

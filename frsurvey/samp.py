@@ -253,7 +253,8 @@ class SampClassifier:
         frsurvey.models.CheckpointError, ValueError
             If the model or image source options are unusable.
         """
-        from .engine import get_model, resolve_device
+        from ._utils import resolve_device
+        from .engine import get_model
         from .sources import ImageSource, make_source
 
         samp = samp_module()
@@ -264,7 +265,7 @@ class SampClassifier:
         source_options = self.options.pop("source_options", None) or {}
         self.source = source if isinstance(source, ImageSource) else make_source(self.images, source, **source_options)
         self.work_dir = Path(tempfile.mkdtemp(prefix="frsurvey-samp-"))
-        from . import __version__
+        from ._utils import __version__
 
         metadata = {
             "samp.description.text": "Fanaroff-Riley classification of FIRST radio sources: send it a table, "

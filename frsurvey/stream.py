@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table, vstack
 
-from . import __version__
+from ._utils import __version__, atomic_write, replace_atomically, resolve_device
 from .catalog import (
     CatalogError,
     _check_exists,
@@ -70,7 +70,6 @@ from .catalog import (
     format_from_path,
     parse_positions,
     read_catalog,
-    replace_atomically,
     text_records,
     text_table,
     write_catalog,
@@ -82,7 +81,6 @@ from .engine import (
     get_model,
     numeric_settings,
     provenance,
-    resolve_device,
 )
 from .morphology import Thresholds
 from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
@@ -849,7 +847,12 @@ class ResumeJournal:
             else:
                 self.finished = chunks
         self._clear(keep=set(self.finished.values()))
-        _write_atomically(self.path / _MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
+        atomic_write(
+            self.path / _MANIFEST,
+            json.dumps(self.manifest, indent=1, sort_keys=True).encode(),
+            durable=True,
+            mode=0o600,
+        )
         if self.finished:
             log.warning(
                 "resuming from %s: %d chunk(s) finished by an earlier run are not classified again",
@@ -1034,7 +1037,7 @@ class ResumeJournal:
             ood=np.asarray(res.ood, dtype=np.float64),
         )
         path = self.path / f"chunk-{k:07d}.npz"
-        _write_atomically(path, buf.getvalue())
+        atomic_write(path, buf.getvalue(), durable=True, mode=0o600)
         self.finished[k] = path
 
     def counts(self) -> tuple[int, dict[str, int]]:
@@ -1118,26 +1121,6 @@ def _check_chunk_values(status: np.ndarray, p_fri: np.ndarray, spread: np.ndarra
         raise ValueError("a classified row has a probability outside [0, 1] or a spread outside [0, 0.5]")
     if not (np.isnan(p_fri[~ok]).all() and np.isnan(spread[~ok]).all()):
         raise ValueError("a row that was not classified has a probability")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: a new temporary file beside it (never through a link), flushed, renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)  # a left-over (or planted) file or link: never written through
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):  # the rename itself, on disk
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------

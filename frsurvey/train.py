@@ -317,7 +317,7 @@ def train_model(
         Per-epoch ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
         ``lr`` and ``seconds``, and ``best_epoch``.
     """
-    from .classify import resolve_device
+    from ._utils import resolve_device
 
     cfg = config or TrainConfig()
     images = np.asarray(images, dtype=np.uint8)

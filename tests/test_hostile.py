@@ -29,8 +29,9 @@ from astropy.table import Table
 from conftest import cli, first_wcs, make_first_fits
 from fake_services import FakeServices
 
+from frsurvey._utils import resolve_device
 from frsurvey.catalog import CatalogError, read_catalog
-from frsurvey.engine import BatchClassifier, resolve_device
+from frsurvey.engine import BatchClassifier
 from frsurvey.models import CheckpointError, load_model, save_model
 from frsurvey.samp import SampClassifier, _Job, _Refused
 from frsurvey.sources import LocalFITSSource, SkyViewSource

@@ -220,17 +220,17 @@ def _flaky_write(monkeypatch, at: int):
     """Interrupt the at-th journal write after its temporary file is written, before it is renamed."""
     import frsurvey.stream as stream
 
-    original = stream._write_atomically
+    original = stream.atomic_write
     calls = []
 
-    def write(path, data):
+    def write(path, data, **kwargs):
         calls.append(path)
         if len(calls) == at:
             path.with_name(f".{path.name}.tmp").write_bytes(data[: len(data) // 2])
             raise KeyboardInterrupt
-        return original(path, data)
+        return original(path, data, **kwargs)
 
-    monkeypatch.setattr(stream, "_write_atomically", write)
+    monkeypatch.setattr(stream, "atomic_write", write)
 
 
 @pytest.mark.parametrize("where", ["journal-write", "assembly", "after-the-output-is-in-place", "first-chunk"])

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
+
+from .._utils import umask, user_dir
 
 __all__ = ["CutoutCache", "check_path_part", "default_cache_dir"]
 
@@ -36,15 +37,7 @@ def default_cache_dir() -> Path:
     (macOS), ``%LOCALAPPDATA%\\frsurvey\\Cache`` (Windows), as platformdirs
     would say.
     """
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "frsurvey" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "frsurvey"
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "frsurvey"
+    return user_dir("cache", CACHE_ENV)
 
 
 def _slug(text: str) -> str:
@@ -74,12 +67,6 @@ def check_path_part(text: str, what: str) -> str:
     return text
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class CutoutCache:
     """A directory of downloaded cutouts, keyed by service, survey, size and position.
 
@@ -92,7 +79,7 @@ class CutoutCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self._mode = 0o666 & ~_umask()
+        self._mode = 0o666 & ~umask()
 
     def __repr__(self) -> str:
         return f"CutoutCache({str(self.root)!r})"

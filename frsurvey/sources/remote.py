@@ -222,7 +222,7 @@ class RemoteSource(ImageSource):
     def _runtime(self) -> _Runtime:
         rt = self._rt
         if rt is None or rt.pid != os.getpid():  # first use, or a forked child: never reuse the parent's locks
-            from .. import __version__
+            from .._utils import __version__
 
             session = PoliteSession(
                 self.timeout,
