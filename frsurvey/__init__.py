@@ -7,10 +7,10 @@ The Python API:
 - :func:`load_model`: a trained model (the shipped one by default);
 - :func:`frsurvey.preprocess.preprocess_first`: the canonical FIRST image
   preprocessing;
-- :func:`frsurvey.stream.classify_file`: a catalog file in, a labeled file
+- :func:`frsurvey.classify_file`: a catalog file in, a labeled file
   out, in chunks of rows (any length, flat memory) or on a Dask cluster.
 
-Also: :func:`frsurvey.catalog.write_catalog` (VOTable, FITS, ECSV, CSV with
+Also: :func:`frsurvey.io.write_catalog` (VOTable, FITS, ECSV, CSV with
 units, UCDs and provenance), :func:`frsurvey.show.show_catalog` (a PNG of a
 labeled catalog's cutouts) and :class:`frsurvey.samp.SampClassifier` (the
 SAMP listener behind ``frsurvey samp``).
@@ -26,7 +26,7 @@ __all__ = ["__version__", "classify_table", "load_model", "preprocess_first"]
 def __getattr__(name: str):
     # Import torch-dependent parts on first use, so `import frsurvey` stays light.
     if name == "classify_table":
-        from .classify import classify_table
+        from .run import classify_table
 
         return classify_table
     if name == "load_model":

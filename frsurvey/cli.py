@@ -617,14 +617,14 @@ def _thresholds(args: argparse.Namespace):
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from .stream import classify_file
+    from .run import classify_file
 
     _check_out_format(args.out, args.out_format)
     if args.chunk_size < 0:
         raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
     import torch
 
-    from .engine import idle_cores
+    from .run.engine import idle_cores
 
     threads = args.threads if args.threads is not None else idle_cores()
     log.info("model threads: %d%s", threads, "" if args.threads is not None else " (the cores not busy now)")
@@ -661,7 +661,7 @@ def _restore(undo):
 
 def _check_out_format(out: str, out_format: str | None) -> None:
     """Raise a usage error naming ``--out``/``--out-format`` when the output format cannot be told."""
-    from .catalog import CatalogError, format_from_path
+    from .io import CatalogError, format_from_path
 
     try:
         format_from_path(out, out_format)
@@ -1076,17 +1076,17 @@ class _UsageError(ValueError):
 @contextlib.contextmanager
 def _catalog_cap(limit: int | None):
     """While in the block, compressed catalogs may inflate to ``limit`` bytes (``--max-catalog-bytes``)."""
-    from . import catalog
+    from .io import formats
 
     if limit is None:
         yield
         return
-    before = catalog.MAX_CATALOG_BYTES
-    catalog.MAX_CATALOG_BYTES = int(limit)
+    before = formats.MAX_CATALOG_BYTES
+    formats.MAX_CATALOG_BYTES = int(limit)
     try:
         yield
     finally:
-        catalog.MAX_CATALOG_BYTES = before
+        formats.MAX_CATALOG_BYTES = before
 
 
 class _Terminated(KeyboardInterrupt):
@@ -1142,8 +1142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the parsed command; return its exit code (errors become messages and codes)."""
-    from .catalog import CatalogError
     from .datasets import DatasetIntegrityError
+    from .io import CatalogError
     from .models import CheckpointError
 
     try:

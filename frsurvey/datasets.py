@@ -375,7 +375,7 @@ class LabeledCatalog(_ImageDataset):
         from astropy.table import Table
         from torch.utils.data import DataLoader
 
-        from .catalog import find_position_columns, parse_positions, read_catalog
+        from .io import find_position_columns, parse_positions, read_catalog
         from .prepare import PreparedCutouts
         from .sources import make_source
 

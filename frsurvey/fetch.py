@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from .catalog import find_position_columns, parse_positions, read_catalog
+from .io import find_position_columns, parse_positions, read_catalog
 from .sources import ImageSource, RemoteSource, make_source
 from .status import FailureLog, Status
 
@@ -39,7 +39,7 @@ def fetch_catalog(
     Parameters
     ----------
     table : astropy.table.Table or path
-        The catalog, or a file :func:`frsurvey.catalog.read_catalog` reads.
+        The catalog, or a file :func:`frsurvey.io.read_catalog` reads.
     source : RemoteSource or str, optional
         An online source, or its name (``skyview``, the default, or ``first``).
     source_options : dict, optional
@@ -60,7 +60,7 @@ def fetch_catalog(
     ------
     ValueError
         If the source is not an online one.
-    frsurvey.catalog.CatalogError
+    frsurvey.io.CatalogError
         If the catalog cannot be read or has no position columns.
     """
     if not isinstance(table, Table):

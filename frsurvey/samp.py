@@ -254,7 +254,7 @@ class SampClassifier:
             If the model or image source options are unusable.
         """
         from ._utils import resolve_device
-        from .engine import get_model
+        from .run.engine import get_model
         from .sources import ImageSource, make_source
 
         samp = samp_module()
@@ -545,9 +545,9 @@ class SampClassifier:
 
     def process(self, job: _Job) -> dict:
         """Classify one received table, send it back, reply; return the SAMP response sent."""
-        from .catalog import CatalogError, read_catalog, write_catalog
-        from .classify import classify_table
+        from .io import CatalogError, read_catalog, write_catalog
         from .models import CheckpointError
+        from .run import classify_table
         from .status import Status, summarize
 
         fmt = FORMAT_OF_MTYPE[job.mtype]
@@ -608,7 +608,7 @@ class SampClassifier:
 
     def _send_back(self, job: _Job, path: Path, fmt: str) -> list[str]:
         """Send the labeled table to the sender if it is registered and takes tables, else to every client that does."""
-        from .catalog import write_catalog
+        from .io import write_catalog
 
         client = self.client
         me = client.get_public_id()
@@ -633,7 +633,7 @@ class SampClassifier:
             target_fmt = FORMAT_OF_MTYPE[target_mtype]
             target_path = path
             if target_fmt != fmt:
-                from .catalog import read_catalog
+                from .io import read_catalog
 
                 target_path = path.with_suffix(_SUFFIX[target_fmt])
                 write_catalog(read_catalog(path, format=fmt), target_path, format=target_fmt)

@@ -426,7 +426,7 @@ def draw_gallery(
 
 def _recut(table: Table, rows: list[int], source, ra_col: str | None, dec_col: str | None):
     """Return ({row: canonical image or None}, {row: status of the new cut}) for ``rows``."""
-    from .catalog import find_position_columns, parse_positions
+    from .io import find_position_columns, parse_positions
     from .prepare import PreparedCutouts
 
     images: dict[int, np.ndarray | None] = {}
@@ -496,10 +496,10 @@ def show_catalog(
     ------
     SelectError
         If ``select`` is not an allowed expression.
-    frsurvey.catalog.CatalogError
+    frsurvey.io.CatalogError
         If the catalog cannot be read, is not labeled, or has no positions.
     """
-    from .catalog import CatalogError, read_catalog
+    from .io import CatalogError, read_catalog
     from .sources import ImageSource, make_source
 
     if not isinstance(table, Table):

@@ -41,9 +41,9 @@ from astropy.table import Table, vstack
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from frsurvey.classify import classify_table
 from frsurvey.morphology import FWHM_PER_SIGMA, Thresholds, beam_fwhm, decide
 from frsurvey.preprocess import PIXEL_SCALE_ARCSEC, sigma_clipped_std
+from frsurvey.run import classify_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DIRS = ("first-cutouts", "mirabest-more")

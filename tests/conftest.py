@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 REPO = Path(__file__).resolve().parents[1]
-#: The columns frsurvey adds, in order (stated here, independently of frsurvey.catalog).
+#: The columns frsurvey adds, in order (stated here, independently of frsurvey.io).
 OUR_COLUMNS = [
     "FR_CLASS",
     "P_FRI",

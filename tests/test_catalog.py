@@ -14,7 +14,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits, votable
 from astropy.table import Column, MaskedColumn, Table
 
-from frsurvey.catalog import (
+from frsurvey.io import (
     OUTPUT_COLUMNS,
     PROVENANCE_KEYS,
     CatalogError,

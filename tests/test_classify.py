@@ -11,7 +11,7 @@ from astropy.table import Table
 from conftest import OUR_COLUMNS, REPO, run_frsurvey
 
 import frsurvey
-from frsurvey.catalog import read_catalog
+from frsurvey.io import read_catalog
 from frsurvey.status import DESCRIPTIONS, REFUSED, Status
 
 # the status zoo's truncated image makes astropy warn when it is opened: expected here
@@ -271,7 +271,7 @@ def test_demo(tmp_path, model_path):
 
 @pytest.mark.parametrize("ext", ["vot", "fits", "ecsv", "csv"])
 def test_empty_and_all_bad_catalogs(tmp_path, status_zoo, model_path, ext):
-    from frsurvey.catalog import write_catalog
+    from frsurvey.io import write_catalog
 
     _, images, _ = status_zoo
     empty = frsurvey.classify_table(Table({"ra": np.zeros(0), "dec": np.zeros(0)}), images=images, model=model_path)

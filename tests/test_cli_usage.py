@@ -200,7 +200,7 @@ def test_default_threads_are_the_idle_cores(monkeypatch):
 
     import torch
 
-    from frsurvey.engine import idle_cores
+    from frsurvey.run.engine import idle_cores
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

@@ -25,8 +25,8 @@ from conftest import run_frsurvey
 from fake_services import FakeServices
 
 import frsurvey
-from frsurvey.catalog import read_catalog
 from frsurvey.cli import main
+from frsurvey.io import read_catalog
 from frsurvey.preprocess import preprocess_first
 from frsurvey.sources import FIRSTSource, LocalFITSSource, SkyViewSource, make_source
 from frsurvey.sources import cache as cache_module

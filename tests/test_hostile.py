@@ -30,16 +30,17 @@ from conftest import cli, first_wcs, make_first_fits
 from fake_services import FakeServices
 
 from frsurvey._utils import resolve_device
-from frsurvey.catalog import CatalogError, read_catalog
-from frsurvey.engine import BatchClassifier
+from frsurvey.io import CatalogChunks, CatalogError, read_catalog
 from frsurvey.models import CheckpointError, load_model, save_model
+from frsurvey.run import classify_file
+from frsurvey.run.engine import BatchClassifier
+from frsurvey.run.journal import ResumeJournal, journal_path
 from frsurvey.samp import SampClassifier, _Job, _Refused
 from frsurvey.sources import LocalFITSSource, SkyViewSource
 from frsurvey.sources.cache import CutoutCache
 from frsurvey.sources.http import FetchError, PoliteSession
 from frsurvey.sources.local import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from frsurvey.status import DESCRIPTIONS, Status
-from frsurvey.stream import CatalogChunks, ResumeJournal, classify_file, journal_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
@@ -137,7 +138,7 @@ def test_journal_files_planted_as_symlinks_are_not_followed(tmp_path, sky, model
 
 
 def _results(status, p, sd):
-    from frsurvey.engine import RowResults
+    from frsurvey.run.engine import RowResults
 
     n = len(status)
     return RowResults(
@@ -366,7 +367,8 @@ def test_the_catalog_cap_is_measured_in_a_subprocess(tmp_path):
     peak, out = peak_rss_mib(
         textwrap.dedent(
             f"""
-            from frsurvey.catalog import CatalogError, read_catalog, MAX_CATALOG_BYTES
+            from frsurvey.io import CatalogError, read_catalog
+            from frsurvey.io.formats import MAX_CATALOG_BYTES
             try:
                 read_catalog({str(cat)!r})
             except CatalogError as exc:

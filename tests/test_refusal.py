@@ -15,9 +15,9 @@ from astropy.io.votable import parse_single_table
 from astropy.table import Table
 from conftest import FIRST_NOISE, first_wcs, frsurvey_command, make_first_fits, render_blobs
 
-from frsurvey.classify import classify_table
 from frsurvey.morphology import MEASURES, Thresholds, beam_fwhm, measure
 from frsurvey.preprocess import preprocess_first_with_noise
+from frsurvey.run import classify_table
 
 RA, DEC = 150.0, 30.0
 NEW_COLUMNS = {

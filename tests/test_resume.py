@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from conftest import default_blobs, frsurvey_command, make_first_fits
 
-from frsurvey.catalog import CatalogError, read_catalog
 from frsurvey.cli import main
-from frsurvey.engine import BatchClassifier
-from frsurvey.stream import JOURNAL_SUFFIX, ChunkWriter, ResumeJournal, classify_file, journal_path
+from frsurvey.io import CatalogError, ChunkWriter, read_catalog
+from frsurvey.run import classify_file
+from frsurvey.run.engine import BatchClassifier
+from frsurvey.run.journal import JOURNAL_SUFFIX, ResumeJournal, journal_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
@@ -218,7 +219,7 @@ def test_interrupted_during_a_chunk_then_resumed(zoo_run, monkeypatch, ext):
 
 def _flaky_write(monkeypatch, at: int):
     """Interrupt the at-th journal write after its temporary file is written, before it is renamed."""
-    import frsurvey.stream as stream
+    import frsurvey.run.journal as stream
 
     original = stream.atomic_write
     calls = []

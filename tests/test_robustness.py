@@ -27,12 +27,12 @@ from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from frsurvey.catalog import CatalogError, parse_positions, read_catalog, write_catalog
 from frsurvey.cli import main
+from frsurvey.io import CatalogError, parse_positions, read_catalog, write_catalog
 from frsurvey.models import CLASSES, CheckpointError, card_sha256, load_model
+from frsurvey.run import classify_file
 from frsurvey.sources import LocalFITSSource
 from frsurvey.status import DESCRIPTIONS, REFUSED, Status
-from frsurvey.stream import classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
@@ -475,7 +475,7 @@ def test_exit_codes_and_debug(tmp_path, sky, model_path, capsys, monkeypatch):
     with pytest.raises(CatalogError, match="does not exist"):
         main([str(a) for a in ["classify", tmp_path / "nope.csv", "--out", tmp_path / "e.vot", *base, "--debug"]])
     # a bug: one line that says so (exit 1), the traceback with --debug
-    from frsurvey.engine import BatchClassifier
+    from frsurvey.run.engine import BatchClassifier
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the engine")

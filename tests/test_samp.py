@@ -21,7 +21,7 @@ import pytest
 from astropy.table import Table
 from conftest import frsurvey_command
 
-from frsurvey.catalog import OUTPUT_COLUMNS, read_catalog, write_catalog
+from frsurvey.io import OUTPUT_COLUMNS, read_catalog, write_catalog
 from frsurvey.samp import SampClassifier, is_local_url, samp_module
 
 samp = samp_module()

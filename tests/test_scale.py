@@ -20,10 +20,10 @@ from astropy.table import MaskedColumn, Table
 from conftest import default_blobs, frsurvey_command, make_first_fits, run_frsurvey
 
 import frsurvey.preprocess as prep
-from frsurvey.catalog import read_catalog, write_catalog
+from frsurvey.io import ChunkWriter, read_catalog, write_catalog
+from frsurvey.run import classify_file
 from frsurvey.sources import LocalFITSSource
 from frsurvey.status import Status
-from frsurvey.stream import ChunkWriter, classify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
 
@@ -227,7 +227,7 @@ def stilts_maybe():
 
 def test_chunked_csv_types_of_the_whole_file(tmp_path):
     """A column read as integers in the first chunk and as text later is text everywhere, as read whole."""
-    from frsurvey.stream import CatalogChunks
+    from frsurvey.io import CatalogChunks
 
     lines = ["ra,dec,code,mixed,blank"] + [
         f"{i},{i / 10},{'A1' if i == 7 else i},{2.5 if i == 5 else i},{'' if i > 4 else i}" for i in range(9)
@@ -258,7 +258,7 @@ def test_chunk_writer_single_chunk_is_write_catalog(tmp_path, status_zoo):
 
 @pytest.mark.parametrize("ext", ["fits", "ecsv", "csv"])
 def test_failed_run_leaves_no_file(tmp_path, status_zoo, model_path, monkeypatch, ext):
-    from frsurvey.engine import BatchClassifier
+    from frsurvey.run.engine import BatchClassifier
 
     catalog, images, _ = status_zoo
     out_dir = tmp_path / "out"
@@ -310,8 +310,8 @@ def test_no_tta_is_one_view_of_the_model(status_zoo, model):
     """--no-tta gives the calibrated probability of the unrotated image, from one forward pass."""
     import torch
 
-    from frsurvey.classify import classify_table
     from frsurvey.prepare import PreparedCutouts, collate_prepared
+    from frsurvey.run import classify_table
     from frsurvey.sources import make_source
 
     catalog, images, _ = status_zoo
@@ -366,7 +366,7 @@ def make_million(directory: Path, rows: int = 1_000_000) -> tuple[Path, Path, np
 
 @pytest.mark.slow
 def test_million_rows_in_flat_memory(tmp_path, model_path):
-    from frsurvey.classify import classify_table
+    from frsurvey.run import classify_table
 
     catalog, images, distinct, blanks = make_million(tmp_path)
     out = tmp_path / "million.fits"

@@ -13,7 +13,6 @@ from conftest import synthetic_training_set
 
 from frsurvey.augment import rotate
 from frsurvey.datasets import LabeledCatalog
-from frsurvey.engine import numeric_settings
 from frsurvey.evaluate import predict
 from frsurvey.metrics import wilson_interval
 from frsurvey.models import (
@@ -27,6 +26,7 @@ from frsurvey.models import (
     save_model,
 )
 from frsurvey.preprocess import preprocess_first, to_model_input
+from frsurvey.run.engine import numeric_settings
 from frsurvey.train import TrainConfig, _recompute_batch_norm, train_ensemble, train_model
 
 #: Largest change of P(FRII) allowed between the 8 dihedral transforms of an image, for an aligned model:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import frsurvey.show as show
-from frsurvey.catalog import CatalogError, read_catalog, write_catalog
+from frsurvey.io import CatalogError, read_catalog, write_catalog
 from frsurvey.show import SelectError, select_rows, show_catalog
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ import pytest
 from astropy.table import Column, Table
 from conftest import REPO, run_frsurvey
 
-from frsurvey.catalog import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
+from frsurvey.io import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
 from frsurvey.status import REFUSED, summarize
 
 
@@ -209,7 +209,7 @@ def awkward(tmp_path_factory, status_zoo, model_path):
     import logging
 
     from frsurvey import classify_table
-    from frsurvey.catalog import write_catalog
+    from frsurvey.io import write_catalog
 
     _, images, _ = status_zoo
     tmp = tmp_path_factory.mktemp("awkward")
@@ -248,7 +248,7 @@ def test_votlint_clean_for_types_votable_lacks(stilts, tmp_path):
     """Types VOTable has no datatype for, blanks everywhere, control characters, times, an empty table."""
     from astropy.time import Time
 
-    from frsurvey.catalog import write_catalog
+    from frsurvey.io import write_catalog
 
     t = Table()
     t["i8"] = np.array([1, -2, 3], dtype=np.int8)
@@ -356,7 +356,7 @@ def test_fits_output_keeps_units_ucds_descriptions_nulls_and_provenance(stilts, 
 def test_api_and_cli_give_identical_tables(awkward, model_path, tmp_path):
     """classify_table and `frsurvey classify` give the same table: written alike, the files are identical."""
     import frsurvey
-    from frsurvey.catalog import write_catalog
+    from frsurvey.io import write_catalog
 
     src, images, runs = awkward
     api = frsurvey.classify_table(str(src), images=images, model=model_path)
@@ -385,7 +385,7 @@ def _readme_stilts_commands() -> list[str]:
 def test_readme_stilts_recipe_runs(stilts, status_zoo, model_path, tmp_path):
     """The exact commands the README gives run on a real output, and make what it says they make."""
     from frsurvey import classify_table
-    from frsurvey.catalog import write_catalog
+    from frsurvey.io import write_catalog
 
     catalog, images, _ = status_zoo  # a catalog with ra and dec columns, as the README's commands name them
     write_catalog(classify_table(catalog, images=images, model=model_path), tmp_path / "labeled.vot")

@@ -91,7 +91,7 @@ class ImageSource(ABC):
     def fingerprint(self) -> str:
         """Return a text that changes whenever the cutouts this source gives might change.
 
-        A resume journal (:mod:`frsurvey.stream`) is used only by a run whose
+        A resume journal (:mod:`frsurvey.run.journal`) is used only by a run whose
         source has the same fingerprint. Default: :meth:`describe` (for the
         online sources: service address, cache and ``offline``).
         """

@@ -1,27 +1,4 @@
-"""The batched classifier behind :func:`~frsurvey.classify_table`, :func:`~frsurvey.stream.classify_file` and Dask.
-
-:class:`BatchClassifier` holds a model, an image source and the run's
-settings, and turns positions into per-row results (status, message,
-probability, spread):
-
-1. each distinct position is located once, and each distinct source key
-   (image and pixel, or position) is cut and prepared once; keys already
-   classified by the same classifier (an earlier chunk of a catalog) are
-   not prepared again;
-2. the keys are cut and prepared by a torch DataLoader (``workers``
-   processes while the model runs), batch by batch;
-3. the model sees a fixed number of sources per forward pass (the whole
-   batch on a GPU; on the CPU 32 images' worth, views included, which stay
-   in the cache), the last pass padded, so that a source's scores do not
-   depend on which other sources share its batch: a catalog gives the same
-   numbers, to the last bit, whole or in chunks, in one process or on Dask
-   workers;
-4. the network runs with its batch norms folded into the convolutions
-   before them and channels-last (NHWC), which together take about half
-   the time of the plain network on a CPU for frsurvey's small CNN; on a GPU the
-   batches also travel from pinned memory with non-blocking copies and the
-   network runs under mixed precision (autocast).
-"""
+"""ENGINE"""
 
 from __future__ import annotations
 
@@ -36,31 +13,39 @@ from typing import Any
 
 import numpy as np
 import torch
+from astropy.table import Table
 from torch.utils.data import DataLoader
 
-from ._utils import __version__, resolve_device
-from .models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
-from .morphology import MEASURES, Thresholds, decide
-from .prepare import PreparedCutouts, collate_prepared
-from .preprocess import PREPROCESSING, PREPROCESSING_VERSION
-from .sources import Cutout, ImageSource
-from .status import FailureLog, Status, summarize
+from .._utils import __version__, resolve_device
+from ..io.columns import add_results
+from ..models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
+from ..morphology import MEASURES, Thresholds, decide
+from ..prepare import PreparedCutouts, collate_prepared
+from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
+from ..sources import Cutout, ImageSource
+from ..status import Status, summarize
 
 __all__ = [
+    "CPU_PASS_IMAGES",
+    "MEMORY",
     "BatchClassifier",
-    "FailureLog",
     "RowResults",
+    "classifier_from_options",
     "fr_classes",
+    "get_model",
     "idle_cores",
     "numeric_settings",
     "provenance",
-    "resolve_device",
+    "with_results",
 ]
 
-log = logging.getLogger("frsurvey.classify")
+log = logging.getLogger(__name__)
+
 
 #: Source keys whose results a classifier remembers across calls (chunks), at most.
 MEMORY = 200_000
+
+
 #: Images per forward pass on the CPU (views included): a CPU runs small CNNs fastest on passes that
 #: stay in its cache; a GPU takes the whole batch at once.
 CPU_PASS_IMAGES = 32
@@ -298,7 +283,7 @@ class BatchClassifier:
         Parameters
         ----------
         ra, dec : numpy.ndarray
-            Degrees (from :func:`frsurvey.catalog.parse_positions`).
+            Degrees (from :func:`frsurvey.io.parse_positions`).
         status : numpy.ndarray
             ``ok``, or the status a row already has (``bad_position``).
         keep : callable, optional
@@ -519,4 +504,18 @@ def classifier_from_options(
         amp=options.get("amp"),
         memory=options.get("memory", MEMORY),
         thresholds=options.get("thresholds"),
+    )
+
+
+def with_results(table: Table, res, provenance: dict[str, str] | None = None) -> Table:
+    """Return ``table`` with the ``FR_*`` columns of a :class:`~frsurvey.run.engine.RowResults` (and provenance) added."""
+    return add_results(
+        table,
+        fr_classes(res.p_fri, res.status),
+        res.p_fri,
+        res.status,
+        uncertainty=res.spread,
+        provenance=provenance,
+        measures=res.measures,
+        ood=res.ood,
     )
