@@ -11,6 +11,7 @@ from conftest import run_frsurvey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import frsurvey.gallery as gallery
 import frsurvey.show as show
 from frsurvey.io import CatalogError, read_catalog, write_catalog
 from frsurvey.show import SelectError, select_rows, show_catalog
@@ -130,18 +131,18 @@ def gallery_run(tmp_path_factory, status_zoo, model_path):
     catalog, images, expected = status_zoo
     tmp = tmp_path_factory.mktemp("gallery")
     drawn = []
-    original = show.draw_gallery
+    original = gallery.draw_gallery
 
     def capture(table, imgs, rows, path, **kw):
         g = original(table, imgs, rows, path, **kw)
         drawn.append((g, dict(imgs)))
         return g
 
-    show.draw_gallery = capture
+    gallery.draw_gallery = capture
     try:
         result = frsurvey.classify_table(catalog, images=images, model=model_path, gallery=tmp / "run.png")
     finally:
-        show.draw_gallery = original
+        gallery.draw_gallery = original
     labeled = write_catalog(result, tmp / "labeled.vot")
     return result, labeled, images, expected, drawn[0], tmp
 
@@ -235,7 +236,7 @@ def test_cli_show_and_classify_gallery(gallery_run, status_zoo, model_path, tmp_
 
 def test_name_column_found_by_ucd_or_name():
     t = Table({"x": [1], "Source_ID": ["S1"]})
-    assert show._name_column(t) == "Source_ID"
+    assert gallery._name_column(t) == "Source_ID"
     t["label"] = Column(["L1"])
     t["label"].meta["ucd"] = "meta.id;meta.main"
-    assert show._name_column(t) == "label"
+    assert gallery._name_column(t) == "label"

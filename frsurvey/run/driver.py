@@ -27,12 +27,12 @@ except ImportError:  # pragma: no cover (Windows)
     fcntl = None
 import torch
 
+from ..gallery import GalleryKeeper
 from ..io.formats import format_from_path
 from ..io.positions import find_position_columns, parse_positions
 from ..io.read import DEFAULT_CHUNK_SIZE, CatalogChunks, read_catalog
 from ..io.write import ChunkWriter, write_catalog
 from ..models import FRClassifier
-from ..show import GalleryKeeper
 from .engine import BatchClassifier, get_model, numeric_settings, provenance, with_results
 from .journal import ResumeJournal, catalog_fingerprint, model_fingerprint
 from .runners import DaskRunner, LocalRunner, quiet

@@ -20,6 +20,7 @@ try:  # POSIX: a journal is locked by the run using it
     import fcntl
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None
+from ..gallery import GalleryKeeper
 from ..io.positions import parse_positions
 from .engine import BatchClassifier, RowResults
 
@@ -58,7 +59,6 @@ class LocalRunner:
 
     def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
         """Yield (chunk, results, classified now) for (chunk, results from a journal or None)."""
-        from ..show import GalleryKeeper
 
         for k, (chunk, done) in enumerate(chunks):
             if done is not None:
