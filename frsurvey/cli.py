@@ -159,73 +159,32 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_device_option(group) -> None:
-    group.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps (default auto)",
-    )
+    from ._flags import add_flags
+    from .options import ClassifyOptions
+
+    add_flags(group, ClassifyOptions, ["device"])
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from ._flags import add_flags
+    from .morphology import Thresholds
+    from .options import ClassifyOptions
+
     p.add_argument(
         "--model",
         help="model checkpoint, or a shipped model by name: default (one network, one pass per source) or "
         "accurate (the 5-network ensemble it was distilled from); default: default",
     )
-    p.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=64,
-        help="sources prepared per batch (default 64); on a GPU the model takes the whole batch at once, on a CPU "
-        "32 images at a time (views included), where a CPU is fastest",
-    )
-    _add_device_option(p)
-    p.add_argument(
-        "--workers",
-        type=_int_at_least(0),
-        default=0,
-        help="DataLoader processes preparing images (default 0: in this process)",
-    )
-    from .morphology import Thresholds
-
-    d = Thresholds()
-    g = p.add_argument_group("what is not classified (see the README)")
-    g.add_argument(
-        "--unresolved-size",
-        type=float,
-        default=d.unresolved_size,
-        metavar="ARCSEC",
-        help="a central component whose deconvolved size (FR_SIZE_DECONV) is below max(this, "
-        f"--unresolved-snr-size / sqrt(FR_SNR)) and has no lobes around it is 'unresolved' (default {d.unresolved_size:g})",
-    )
-    g.add_argument(
-        "--unresolved-snr-size",
-        type=float,
-        default=d.unresolved_snr_size,
-        metavar="ARCSEC",
-        help=f"the part of the size limit that shrinks as 1/sqrt(S/N) (default {d.unresolved_snr_size:g}; "
-        "0 and --unresolved-size 0: no 'unresolved')",
-    )
-    g.add_argument(
-        "--keep-too-large",
-        action="store_true",
-        help="label sources whose emission runs off the image instead of giving them 'too_large'",
-    )
-    g.add_argument(
-        "--ood-threshold",
-        type=float,
-        metavar="E",
-        help="give 'out_of_domain' (no FR_CLASS) to rows whose FR_OOD is above E (default: off)",
-    )
+    add_flags(p, ClassifyOptions, ["batch_size", "device", "workers"])
+    add_flags(p, Thresholds)
 
 
 def _add_catalog_options(p: argparse.ArgumentParser) -> None:
+    from ._flags import add_flags
+    from .options import ClassifyOptions
+
     p.add_argument("catalog", help="input catalog: FITS table, VOTable (.vot/.xml), ECSV or CSV")
-    p.add_argument("--format", help="force the input format (fits, votable, ecsv, csv)")
-    p.add_argument("--table", type=int, default=None, help="which table of a multi-table file (from 0)")
-    p.add_argument("--ra-col", help="right ascension column (default: found by UCD or name)")
-    p.add_argument("--dec-col", help="declination column (default: found by UCD or name)")
+    add_flags(p, ClassifyOptions, ["format", "table_index", "ra_col", "dec_col"])
     p.add_argument(
         "--max-catalog-bytes",
         type=_positive_int,
@@ -418,7 +377,9 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``frsurvey`` command."""
+    from ._flags import add_flags
     from ._utils import __version__
+    from .options import ClassifyOptions
 
     parser = argparse.ArgumentParser(
         prog="frsurvey",
@@ -434,43 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_catalog_options(c)
     c.add_argument("--out", "-o", required=True, help="output catalog; format from extension (.vot .fits .ecsv .csv)")
-    c.add_argument("--out-format", help="force the output format (fits, votable, ecsv, csv)")
     _add_source_options(c)
     _add_model_options(c)
-    c.add_argument("--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)")
-    c.add_argument(
-        "--gallery-max", type=_int_at_least(1), default=48, metavar="N", help="rows in the gallery (default 48)"
-    )
-    c.add_argument(
-        "--no-tta",
-        action="store_true",
-        help="one view per source instead of the 8 rotations/mirrorings (~8x less work; FR_UNCERTAINTY is NaN)",
-    )
-    c.add_argument(
-        "--threads",
-        type=_int_at_least(1),
-        metavar="N",
-        help="CPU threads of the model (torch's intra-op threads; default: the cores not busy with other work "
-        "when the run starts: the cores less the load average, at least 1). Results are the same for any N",
-    )
-    g = c.add_argument_group("large catalogs and clusters")
-    g.add_argument(
-        "--chunk-size",
-        type=_int_at_least(0),
-        default=50_000,
-        metavar="N",
-        help="rows read, classified and written at a time (default 50000; 0: the whole catalog in memory)",
-    )
-    g.add_argument(
-        "--dask",
-        metavar="ADDRESS",
-        help="classify the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or local[:N] "
-        "(a local cluster of N worker processes)",
-    )
-    g.add_argument(
-        "--restart",
-        action="store_true",
-        help="do not resume from the journal an interrupted run left beside --out (<out>.frsurvey-partial); start over",
+    add_flags(
+        c, ClassifyOptions, ["out_format", "gallery", "gallery_max", "tta", "threads", "chunk_size", "dask", "restart"]
     )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(c)
@@ -536,9 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(s)
     _add_model_options(s)
-    s.add_argument("--table", type=int, default=None, help="which table of a multi-table file sent (from 0)")
-    s.add_argument("--ra-col", help="right ascension column (default: found by UCD or name)")
-    s.add_argument("--dec-col", help="declination column (default: found by UCD or name)")
+    add_flags(s, ClassifyOptions, ["table_index", "ra_col", "dec_col"])
     s.add_argument("--allow-remote", action="store_true", help="also load tables from URLs on other machines")
     s.add_argument("--name", default="frsurvey", help="SAMP client name (default frsurvey)")
     s.add_argument(

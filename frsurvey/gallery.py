@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from .io.positions import find_position_columns, parse_positions
+from .prepare import PreparedCutouts
 from .status import Status
 
-__all__ = ["DEFAULT_MAX", "Gallery", "GalleryKeeper", "draw_gallery", "from_model_input"]
+__all__ = ["DEFAULT_MAX", "Gallery", "GalleryKeeper", "cell_value", "draw_gallery", "draw_rows", "from_model_input", "recut"]
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +200,64 @@ class GalleryKeeper:
             return None
         log.info("gallery of %d rows -> %s", gallery.panels, gallery.path)
         return gallery
+
+
+def recut(table: Table, rows: list[int], source, ra_col: str | None, dec_col: str | None):
+    """Return ({row: canonical image or None}, {row: status of the new cut}) for ``rows``."""
+    images: dict[int, np.ndarray | None] = {}
+    statuses: dict[int, str] = {}
+    if not rows:
+        return images, statuses
+    sub = table[rows]
+    ra_name, dec_name = find_position_columns(sub, ra_col, dec_col)
+    ra, dec, status = parse_positions(sub, ra_name, dec_name)
+    good = np.flatnonzero(status == Status.OK)
+    keys: list = list(source.locate(ra[good], dec[good])) if len(good) else []
+    source.prefetch(keys)  # online sources: downloaded concurrently, as classify does
+    prepared = PreparedCutouts(source, keys)
+    try:
+        for j, k in enumerate(good):
+            _, image, st, _ = prepared[j]
+            images[rows[k]], statuses[rows[k]] = image, st
+    finally:
+        source.close()
+    for k in np.flatnonzero(status != Status.OK):
+        images[rows[k]], statuses[rows[k]] = None, str(status[k])
+    return images, statuses
+
+
+def draw_rows(
+    table: Table,
+    rows: list[int],
+    out: str | os.PathLike,
+    source,
+    *,
+    selected: int | None = None,
+    select: str | None = None,
+    ncols: int | None = None,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+) -> Gallery:
+    """Cut and prepare the images of ``rows`` again from ``source`` and draw them (:func:`draw_gallery`).
+
+    A row that was classified but whose image cannot be cut now is drawn
+    with the status of the new cut, and a warning says so.
+    """
+    cut, statuses = recut(table, rows, source, ra_col, dec_col)
+    mismatched = {
+        r: s for r, s in statuses.items() if cut.get(r) is None and str(cell_value(table, "FR_STATUS", r)) == Status.OK
+    }
+    for r, s in mismatched.items():
+        log.warning("row %d was classified, but its image cannot be cut now: %s", r, s)
+    if not rows:
+        log.warning("no row matches the selection %r: the picture says so", select)
+    return draw_gallery(
+        table,
+        cut,
+        rows,
+        out,
+        selected=len(rows) if selected is None else selected,
+        select=select,
+        ncols=ncols,
+        recut_status=mismatched,
+    )

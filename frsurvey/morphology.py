@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from ._flags import Check, at_least, check_fields, option
 from .preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, circle_mask
 
 __all__ = [
@@ -212,6 +213,10 @@ def _flanked(snr: np.ndarray, labels: np.ndarray, others: np.ndarray, my: float,
     return bool((apart & (ratio < FLANK_RATIO)).any())
 
 
+#: The title of the refusal options on the command line.
+REFUSALS = "what is not classified (see the README)"
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a source gets no FR label although its image was classified.
@@ -234,10 +239,41 @@ class Thresholds:
         Refuse (``out_of_domain``) rows whose ``FR_OOD`` is above this; None: off.
     """
 
-    unresolved_size: float = 3.0
-    unresolved_snr_size: float = 25.0
-    too_large: bool = True
-    ood_threshold: float | None = None
+    unresolved_size: float = option(
+        3.0,
+        "--unresolved-size",
+        check=at_least(0, float),
+        metavar="ARCSEC",
+        group=REFUSALS,
+        help="a central component whose deconvolved size (FR_SIZE_DECONV) is below max(this, "
+        "--unresolved-snr-size / sqrt(FR_SNR)) and has no lobes around it is 'unresolved'",
+    )
+    unresolved_snr_size: float = option(
+        25.0,
+        "--unresolved-snr-size",
+        check=at_least(0, float),
+        metavar="ARCSEC",
+        group=REFUSALS,
+        help="the part of the size limit that shrinks as 1/sqrt(S/N) (0 and --unresolved-size 0: no 'unresolved')",
+    )
+    too_large: bool = option(
+        True,
+        "--keep-too-large",
+        action="store_false",
+        group=REFUSALS,
+        help="label sources whose emission runs off the image instead of giving them 'too_large'",
+    )
+    ood_threshold: float | None = option(
+        None,
+        "--ood-threshold",
+        check=Check(float),
+        metavar="E",
+        group=REFUSALS,
+        help="give 'out_of_domain' (no FR_CLASS) to rows whose FR_OOD is above E (default: off)",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def as_dict(self) -> dict[str, float | bool | None]:
         """Return the thresholds as a JSON-ready dict (for manifests and provenance)."""

@@ -18,8 +18,7 @@ import os
 import numpy as np
 from astropy.table import Table
 
-from .gallery import DEFAULT_MAX, Gallery, cell_value, draw_gallery
-from .status import Status
+from .gallery import DEFAULT_MAX, Gallery, draw_rows
 
 __all__ = ["MAX_EXPRESSION", "SelectError", "select_rows", "show_catalog"]
 
@@ -286,33 +285,6 @@ def select_rows(table: Table, expr: str | None) -> np.ndarray:
     return np.broadcast_to(value, (n,)).copy()
 
 
-def _recut(table: Table, rows: list[int], source, ra_col: str | None, dec_col: str | None):
-    """Return ({row: canonical image or None}, {row: status of the new cut}) for ``rows``."""
-    from .io import find_position_columns, parse_positions
-    from .prepare import PreparedCutouts
-
-    images: dict[int, np.ndarray | None] = {}
-    statuses: dict[int, str] = {}
-    if not rows:
-        return images, statuses
-    sub = table[rows]
-    ra_name, dec_name = find_position_columns(sub, ra_col, dec_col)
-    ra, dec, status = parse_positions(sub, ra_name, dec_name)
-    good = np.flatnonzero(status == Status.OK)
-    keys: list = list(source.locate(ra[good], dec[good])) if len(good) else []
-    source.prefetch(keys)  # online sources: downloaded concurrently, as classify does
-    prepared = PreparedCutouts(source, keys)
-    try:
-        for j, k in enumerate(good):
-            _, image, st, _ = prepared[j]
-            images[rows[k]], statuses[rows[k]] = image, st
-    finally:
-        source.close()
-    for k in np.flatnonzero(status != Status.OK):
-        images[rows[k]], statuses[rows[k]] = None, str(status[k])
-    return images, statuses
-
-
 def show_catalog(
     table: Table | str | os.PathLike,
     out: str | os.PathLike,
@@ -377,14 +349,6 @@ def show_catalog(
     rows = [int(r) for r in matched[:max_images]]
     if not isinstance(source, ImageSource):
         source = make_source(images=images, source=source, **(source_options or {}))
-    cut, statuses = _recut(table, rows, source, ra_col, dec_col)
-    mismatched = {
-        r: s for r, s in statuses.items() if cut.get(r) is None and str(cell_value(table, "FR_STATUS", r)) == Status.OK
-    }
-    for r, s in mismatched.items():
-        log.warning("row %d was classified, but its image cannot be cut now: %s", r, s)
-    if not rows:
-        log.warning("no row matches the selection %r: the picture says so", select)
-    return draw_gallery(
-        table, cut, rows, out, selected=len(matched), select=select, ncols=ncols, recut_status=mismatched
+    return draw_rows(
+        table, rows, out, source, selected=len(matched), select=select, ncols=ncols, ra_col=ra_col, dec_col=dec_col
     )

@@ -1,4 +1,13 @@
-"""DRIVER"""
+"""The two entry points of a classification run: a table in memory, or a file chunk by chunk.
+
+:func:`classify_table` and :func:`classify_file` are one pipeline: the file
+is read in chunks (:class:`~frsurvey.io.read.CatalogChunks`), each chunk's
+positions are classified by a runner (:mod:`frsurvey.run.runners`: in this
+process or on a Dask cluster) and the labeled chunk is written
+(:class:`~frsurvey.io.write.ChunkWriter`), with a resume journal
+(:mod:`frsurvey.run.journal`) between the two; a table in memory is the
+same runner over one chunk. Options: :class:`~frsurvey.options.ClassifyOptions`.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from astropy.table import Table
 
 from .._utils import __version__, resolve_device
-from ..morphology import Thresholds
-from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
-from ..sources import ImageSource, make_source
-from ..status import FailureLog, Status, summarize_counts
-
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
-import torch
-
-from ..gallery import GalleryKeeper
+from ..gallery import draw_rows
 from ..io.formats import format_from_path
-from ..io.positions import find_position_columns, parse_positions
-from ..io.read import DEFAULT_CHUNK_SIZE, CatalogChunks, read_catalog
+from ..io.positions import find_position_columns
+from ..io.read import CatalogChunks, read_catalog
 from ..io.write import ChunkWriter, write_catalog
 from ..models import FRClassifier
-from .engine import BatchClassifier, get_model, numeric_settings, provenance, with_results
+from ..options import ClassifyOptions
+from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
+from ..progress import LINE_INTERVAL, RowProgress
+from ..sources import ImageSource
+from ..status import FailureLog, Status, summarize_counts
+from .engine import get_model, numeric_settings, provenance, with_results
 from .journal import ResumeJournal, catalog_fingerprint, model_fingerprint
 from .runners import DaskRunner, LocalRunner, quiet
 
@@ -89,28 +91,11 @@ def classify_file(
     catalog: str | os.PathLike,
     out: str | os.PathLike,
     images: str | os.PathLike | None = None,
-    model: Any = None,
+    model: FRClassifier | str | os.PathLike | None = None,
     *,
+    options: ClassifyOptions | None = None,
     source: ImageSource | str | None = None,
-    source_options: dict[str, Any] | None = None,
-    ra_col: str | None = None,
-    dec_col: str | None = None,
-    format: str | None = None,
-    table_index: int | None = None,
-    out_format: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    batch_size: int = 64,
-    device: str = "auto",
-    workers: int = 0,
-    tta: bool | None = None,
-    amp: bool | None = None,
-    progress: bool = False,
-    gallery: str | os.PathLike | None = None,
-    gallery_max: int = 48,
-    dask: str | Any | None = None,
-    resume: bool = True,
-    restart: bool = False,
-    thresholds: Thresholds | None = None,
+    **fields: Any,
 ) -> RunSummary:
     """Classify a catalog file into an output file, ``chunk_size`` rows at a time, resumably.
 
@@ -135,29 +120,20 @@ def classify_file(
     catalog, out : str or path-like
         Input and output catalog files (formats from the extensions unless
         ``format`` / ``out_format``).
-    images, model, source, source_options, ra_col, dec_col, table_index, batch_size, device, workers, tta, amp
-        As for :func:`frsurvey.classify_table`.
-    thresholds : frsurvey.morphology.Thresholds, optional
-        As for :func:`frsurvey.classify_table`; part of the journal's manifest.
-    chunk_size : int
-        Rows read, classified and written at a time; 0: the whole catalog
-        at once, in memory (:func:`~frsurvey.classify_table`), without a journal.
-    progress : bool or str
-        Progress on stderr: True or ``"bar"``, a bar (rows, with an ETA when
-        the row count is known); ``"lines"``, a line of text every minute
-        (for runs without a terminal).
-    gallery, gallery_max : optional
-        Draw the first rows of the first chunk (see :func:`~frsurvey.classify_table`);
-        not with ``dask``.
-    dask : str or distributed.Client, optional
-        Classify the chunks on a Dask cluster: a scheduler address
-        (``tcp://host:8786``), ``local`` or ``local:N`` (a LocalCluster of N
-        worker processes, default one per core), or a ``Client``. The images
-        (and a model given as a path) must be readable by the workers.
-    resume : bool
-        Keep a journal and use an earlier run's (default). False: neither.
-    restart : bool
-        Do not use an earlier run's journal; start over.
+    images, model, source
+        As for :func:`classify_table`.
+    options : ClassifyOptions, optional
+        How to classify (default: the defaults). ``chunk_size`` rows are read,
+        classified and written at a time (0: the whole catalog at once, in
+        memory, without a journal); ``dask`` sends the chunks to a Dask
+        cluster (a scheduler address, ``local``, ``local:N`` or a
+        ``Client``; the images, and a model given as a path, must be readable
+        by the workers); ``resume`` keeps a journal and uses an earlier run's,
+        ``restart`` does not use it; the gallery draws the first chunk's rows
+        (not with ``dask``); the thresholds are part of the journal's manifest.
+    **fields
+        Options by name instead (:meth:`ClassifyOptions.build`), e.g.
+        ``chunk_size=10_000, dask="local:4", cache=...``.
 
     Returns
     -------
@@ -176,99 +152,51 @@ def classify_file(
         of the rows finished) and ``journal`` (the journal directory, or None
         when nothing was finished) as attributes.
     """
-    if chunk_size == 0:
-        if dask is not None:
-            raise ValueError("--dask sends chunks to the workers: give a --chunk-size above 0")
+    opts = ClassifyOptions.build(
+        options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
+    )
+    source = source if isinstance(source, ImageSource) else None
+    if opts.chunk_size == 0:
+        return _classify_whole(catalog, out, model, source, opts)
 
-        guard = ResumeJournal(out, {})
-        guard.acquire()  # the same lock as chunked runs: two runs never write one output
-        try:
-            table = classify_table(
-                catalog,
-                images,
-                model,
-                source=source,
-                source_options=source_options,
-                ra_col=ra_col,
-                dec_col=dec_col,
-                format=format,
-                table_index=table_index,
-                batch_size=batch_size,
-                device=device,
-                workers=workers,
-                tta=tta,
-                amp=amp,
-                progress=progress,
-                gallery=gallery,
-                gallery_max=gallery_max,
-                thresholds=thresholds,
-            )
-            path = write_catalog(table, out, format=out_format)
-        except BaseException:
-            if guard._created:  # an earlier run's journal stays for it; ours is only a lock
-                guard.discard()
-            else:
-                guard.release()
-            raise
-        guard.discard()  # also an earlier, unfinished run's journal: the output is complete
-        statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
-        return RunSummary(path, len(table), dict(statuses), 1)
-    if dask is not None and gallery is not None:
-        raise ValueError("--gallery draws from the images in this process: it cannot be combined with --dask")
-
-    reader = CatalogChunks(catalog, format=format, table=table_index, chunk_size=chunk_size)
+    reader = CatalogChunks(catalog, format=opts.format, table=opts.table_index, chunk_size=opts.chunk_size)
     chunks = iter(reader)
     first = next(chunks)
-    if reader.rows is None and progress:
+    if reader.rows is None and opts.progress:
         reader.count_rows()
-    ra_name, dec_name = find_position_columns(first, ra_col, dec_col)
-    dev = resolve_device(device)
-    model = get_model(model, dev)
-    if not isinstance(source, ImageSource):
-        source = make_source(images=images, source=source, **(source_options or {}))
-    log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
-    thresholds = Thresholds() if thresholds is None else thresholds
-    options = {"batch_size": batch_size, "workers": workers, "tta": tta, "amp": amp, "thresholds": thresholds}
+    model, source, dev, ra_name, dec_name = _set_up(first, model, source, opts)
 
-    writer = ChunkWriter(out, format=out_format)
+    writer = ChunkWriter(out, format=opts.out_format)
     journal = None
-    if resume:
+    if opts.resume:
         journal = ResumeJournal(
             writer.path,
             {
                 "frsurvey": __version__,
                 "catalog": catalog_fingerprint(catalog),
                 "reading": {
-                    "format": format_from_path(catalog, format),
-                    "table": table_index,
-                    "chunk_size": int(chunk_size),
+                    "format": format_from_path(catalog, opts.format),
+                    "table": opts.table_index,
+                    "chunk_size": int(opts.chunk_size),
                     "ra": ra_name,
                     "dec": dec_name,
                 },
                 "model": model_fingerprint(model),
                 "preprocessing": f"{PREPROCESSING} v{PREPROCESSING_VERSION}",
                 "source": source.fingerprint(),
-                "settings": numeric_settings(model, dev, batch_size, tta, amp),
-                "thresholds": thresholds.as_dict(),
+                "settings": numeric_settings(model, dev, opts.batch_size, opts.tta, opts.amp),
+                "thresholds": opts.thresholds.as_dict(),
             },
         )
-        journal.open(restart=restart)
+        journal.open(restart=opts.restart)
         writer.scratch = journal.path
     summary = RunSummary(writer.path, journal=journal.path if journal is not None else None)
-    failures = FailureLog(logger=logging.getLogger("frsurvey.classify"))
+    failures = FailureLog()
     counts: collections.Counter = collections.Counter()
-    bar = None
-    if progress:
-        from ..progress import LINE_INTERVAL, RowProgress
-
-        bar = RowProgress(reader.rows, "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
+    bar = _progress_bar(opts.progress, reader.rows)
     runner = None
     try:
-        runner = (
-            DaskRunner(dask, model, source, device, options)
-            if dask is not None
-            else LocalRunner(model, source, dev, options, gallery, gallery_max, bar)
-        )
+        runner = _runner(model, source, dev, opts, bar)
         for k, (chunk, res, fresh) in enumerate(runner.run(_with_done(first, chunks, journal), ra_name, dec_name)):
             if fresh and journal is not None:
                 journal.save(k, res)
@@ -283,12 +211,12 @@ def classify_file(
             with quiet("frsurvey.io.columns") if k else contextlib.nullcontext():
                 labeled = with_results(chunk, res)
             if res.keeper is not None:
-                res.keeper.draw(labeled, gallery)
-            elif k == 0 and gallery is not None and not fresh:
-                _draw_again(labeled, gallery, gallery_max, source, ra_name, dec_name)
+                res.keeper.draw(labeled, opts.gallery)
+            elif k == 0 and opts.gallery is not None and not fresh:
+                _draw_again(labeled, opts, source, ra_name, dec_name)
             writer.write(labeled)
             if bar is not None:
-                if not fresh or dask is not None:  # not counted while it was classified
+                if not fresh or opts.dask is not None:  # not counted while it was classified
                     bar.start_chunk(len(chunk))
                 bar.finish_chunk()
         failures.close()
@@ -327,6 +255,49 @@ def classify_file(
     return summary
 
 
+def _classify_whole(catalog, out, model, source: ImageSource | None, opts: ClassifyOptions) -> RunSummary:
+    """``chunk_size=0``: classify the whole catalog in memory and write it, under the same lock as chunked runs."""
+    guard = ResumeJournal(out, {})
+    guard.acquire()  # two runs never write one output
+    try:
+        table = classify_table(catalog, model=model, source=source, options=opts)
+        path = write_catalog(table, out, format=opts.out_format)
+    except BaseException:
+        if guard._created:  # an earlier run's journal stays for it; ours is only a lock
+            guard.discard()
+        else:
+            guard.release()
+        raise
+    guard.discard()  # also an earlier, unfinished run's journal: the output is complete
+    statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
+    return RunSummary(path, len(table), dict(statuses), 1)
+
+
+def _set_up(first: Table, model, source: ImageSource | None, opts: ClassifyOptions):
+    """Return (model, image source, device, RA column, Dec column) of a run whose first chunk is ``first``."""
+    ra_name, dec_name = find_position_columns(first, opts.ra_col, opts.dec_col)
+    dev = resolve_device(opts.device)
+    model = get_model(model, dev)
+    if source is None:
+        source = opts.source.make()
+    log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
+    return model, source, dev, ra_name, dec_name
+
+
+def _progress_bar(progress: bool | str, rows: int | None) -> RowProgress | None:
+    """Return the progress display of a run of ``rows`` rows (None: unknown), or None for none."""
+    if not progress:
+        return None
+    return RowProgress(rows, "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
+
+
+def _runner(model, source: ImageSource, dev, opts: ClassifyOptions, bar) -> LocalRunner | DaskRunner:
+    """Return the runner of the chunks: on the Dask cluster of ``opts.dask``, or in this process."""
+    if opts.dask is not None:
+        return DaskRunner(model, source, dev, opts)
+    return LocalRunner(model, source, dev, opts, bar)
+
+
 def _keep_or_discard(journal: ResumeJournal | None, exc: BaseException, summary: RunSummary) -> None:
     """After a failed run: keep the journal when the same command may well succeed, else delete it.
 
@@ -354,14 +325,13 @@ def _with_done(first: Table, rest: Iterator[Table], journal: ResumeJournal | Non
         yield chunk, journal.load(k, len(chunk)) if journal is not None else None
 
 
-def _draw_again(labeled: Table, gallery, gallery_max: int, source, ra_name: str, dec_name: str) -> None:
+def _draw_again(labeled: Table, opts: ClassifyOptions, source: ImageSource, ra_name: str, dec_name: str) -> None:
     """Draw the gallery of a first chunk whose results came from a journal: its images are cut again."""
-    from ..show import show_catalog
-
+    rows = list(range(min(len(labeled), opts.gallery_max)))
     try:
-        show_catalog(labeled, gallery, source=source, max_images=gallery_max, ra_col=ra_name, dec_col=dec_name)
+        draw_rows(labeled, rows, opts.gallery, source, selected=len(labeled), ra_col=ra_name, dec_col=dec_name)
     except (OSError, ValueError) as exc:
-        log.error("cannot write the gallery %s: %s", gallery, exc)
+        log.error("cannot write the gallery %s: %s", opts.gallery, exc)
 
 
 def classify_table(
@@ -369,21 +339,9 @@ def classify_table(
     images: str | os.PathLike | None = None,
     model: FRClassifier | str | os.PathLike | None = None,
     *,
+    options: ClassifyOptions | None = None,
     source: ImageSource | str | None = None,
-    source_options: dict[str, Any] | None = None,
-    ra_col: str | None = None,
-    dec_col: str | None = None,
-    format: str | None = None,
-    table_index: int | None = None,
-    batch_size: int = 64,
-    device: str | torch.device = "auto",
-    workers: int = 0,
-    progress: bool = False,
-    gallery: str | os.PathLike | None = None,
-    gallery_max: int = 48,
-    tta: bool | None = None,
-    amp: bool | None = None,
-    thresholds: Thresholds | None = None,
+    **fields: Any,
 ) -> Table:
     """Return the catalog with Fanaroff-Riley classifications added.
 
@@ -397,46 +355,24 @@ def classify_table(
         A model from :func:`frsurvey.load_model` or a checkpoint path;
         default: the shipped model.
     source : ImageSource or str, optional
-        An image source instance, or a source name for
-        :func:`frsurvey.sources.make_source` (default: ``local`` with
-        ``images``, else ``skyview``).
-    source_options : dict, optional
-        Keyword arguments of :func:`frsurvey.sources.make_source` for a source
-        given by name (``cache``, ``offline``, ``skyview_url``, ``workers``,
-        ``max_rate``, ``timeout``, ``retries``, ...).
-    ra_col, dec_col : str, optional
-        Position columns, when they cannot be found by UCD or name.
-    format, table_index : optional
-        Passed to :func:`~frsurvey.io.read_catalog` for a path.
-    batch_size : int
-        Images per forward pass.
-    device : str
-        ``auto`` (GPU when there is one), ``cpu``, ``cuda``.
-    workers : int
-        DataLoader worker processes preparing images (0: in this process).
-    progress : bool
-        Show progress on stderr: True or ``"bar"``, a bar (rows, with an
-        ETA); ``"lines"``, a line of text every minute (no terminal).
-    gallery : path, optional
-        Also draw the canonical images of the first ``gallery_max`` rows,
-        with label, probability and status, into this PNG
-        (:mod:`frsurvey.show`); the images are kept from the run, not read again.
-    gallery_max : int
-        How many rows the gallery shows.
-    tta : bool, optional
-        Override the model card's test-time augmentation for this run:
-        ``False`` computes one view per source (about 8x less work; then
-        ``FR_UNCERTAINTY`` is NaN), ``True`` averages the 8 dihedral views.
-        Default: as the model card says (the 8 views are computed either
-        way, for ``FR_UNCERTAINTY``).
-    amp : bool, optional
-        On a CUDA GPU, mixed precision (float16 autocast) and channels-last;
-        default on. No effect on the CPU.
-    thresholds : frsurvey.morphology.Thresholds, optional
-        When a classified source gets no ``FR_CLASS``: ``unresolved`` (a
-        point source at FIRST's beam), ``too_large`` (runs off the image),
-        ``out_of_domain`` (``FR_OOD`` above a threshold, off by default).
-        Default: ``Thresholds()``, the documented defaults.
+        An image source instance (used as it is, and closed at the end), or
+        a source's name (``local``, ``skyview``, ``first``; default:
+        ``local`` with ``images``, else ``skyview``).
+    options : ClassifyOptions, optional
+        How to classify (default: the defaults): the image source's options
+        (cache, offline, download politeness), ``ra_col``/``dec_col``,
+        ``format``/``table_index`` for a path, ``batch_size``, ``device``,
+        ``workers``, ``tta`` (override the model card's test-time
+        augmentation: False, one view per source, then ``FR_UNCERTAINTY`` is
+        NaN for a model whose spread comes from the views), ``amp``,
+        ``thresholds`` (when a classified source gets no ``FR_CLASS``:
+        ``unresolved``, ``too_large``, ``out_of_domain``), ``progress`` and
+        ``gallery``/``gallery_max`` (the canonical images of the first rows,
+        kept from the run, drawn into a PNG).
+    **fields
+        Options by name instead (:meth:`ClassifyOptions.build`), e.g.
+        ``device="cpu", tta=False, cache="/data/cutouts"``, or
+        ``source_options={...}`` (the keywords of :func:`frsurvey.sources.make_source`).
 
     Returns
     -------
@@ -453,50 +389,28 @@ def classify_table(
     frsurvey.models.CheckpointError
         If the model cannot be loaded.
     """
-    if not isinstance(table, Table):
-        table = read_catalog(table, format=format, table=table_index)
-    ra_name, dec_name = find_position_columns(table, ra_col, dec_col)
-    dev = resolve_device(device)
-    model = get_model(model, dev)
-    if not isinstance(source, ImageSource):
-        source = make_source(images=images, source=source, **(source_options or {}))
-    log.info("positions from columns %s, %s; images from %s", ra_name, dec_name, source.describe())
-
-    ra, dec, status, reason = parse_positions(table, ra_name, dec_name, with_reasons=True)
-    engine = BatchClassifier(
-        model,
-        source,
-        device=dev,
-        batch_size=batch_size,
-        workers=workers,
-        tta=tta,
-        amp=amp,
-        thresholds=thresholds,
+    opts = ClassifyOptions.build(
+        options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
     )
-    keep = (lambda rows, key_of_row: GalleryKeeper(rows, key_of_row, gallery_max)) if gallery is not None else None
-    bar = None
-    if progress:
-        from ..progress import LINE_INTERVAL, RowProgress
-
-        bar = RowProgress(len(table), "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
-        bar.start_chunk(len(table))
+    if not isinstance(table, Table):
+        table = read_catalog(table, format=opts.format, table=opts.table_index)
+    model, source, dev, ra_name, dec_name = _set_up(
+        table, model, source if isinstance(source, ImageSource) else None, opts
+    )
+    bar = _progress_bar(opts.progress, len(table))
+    runner = LocalRunner(model, source, dev, opts, bar)
     try:
-        res = engine.classify(ra, dec, status, keep=keep, bar=bar, reason=reason)
+        [(_, res, _)] = runner.run(iter([(table, None)]), ra_name, dec_name)
         if bar is not None:
             bar.finish_chunk()
     finally:
         if bar is not None:
             bar.close()
-        engine.close()
-    _log_failures(res.status, res.message)
-
+        runner.close()
+    failures = FailureLog()
+    failures.add(res.status, res.message)
+    failures.close()
     result = with_results(table, res, provenance(model, source, res.status))
     if res.keeper is not None:
-        res.keeper.draw(result, gallery)
+        res.keeper.draw(result, opts.gallery)
     return result
-
-
-def _log_failures(status: np.ndarray, message: np.ndarray) -> None:
-    failures = FailureLog(logger=log)
-    failures.add(status, message)
-    failures.close()

@@ -1,4 +1,12 @@
-"""RUNNERS"""
+"""Where chunks of a catalog are classified: in this process, or on a Dask cluster.
+
+Both runners take an iterator of ``(chunk, results from a resume journal or
+None)`` and yield ``(chunk, results, classified now)`` in catalog order;
+:mod:`frsurvey.run.driver` writes what they yield. Each keeps one
+:class:`~frsurvey.run.engine.BatchClassifier` for the whole run (on a Dask
+cluster, one per worker process), so that a source is prepared once however
+many chunks name it.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +24,9 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from ..gallery import GalleryKeeper
 from ..io.positions import parse_positions
+from ..options import ClassifyOptions, OptionError
 from .engine import BatchClassifier, RowResults
 
 __all__ = ["DaskRunner", "LocalRunner", "quiet"]
@@ -50,10 +55,10 @@ def _positions(chunk: Table, ra_name: str, dec_name: str, first: bool):
 class LocalRunner:
     """Classifies chunks in this process, one classifier for the run."""
 
-    def __init__(self, model, source, device, options, gallery, gallery_max, bar=None) -> None:
-        self.engine = BatchClassifier(model, source, device=device, **options)
-        self.gallery = gallery
-        self.gallery_max = gallery_max
+    def __init__(self, model, source, device, options: ClassifyOptions, bar=None) -> None:
+        self.engine = BatchClassifier(model, source, device=device, **options.engine_options())
+        self.gallery = options.gallery
+        self.gallery_max = options.gallery_max
         self.bar = bar  # a RowProgress: told of each chunk, and of its sources as they are done
         self.parsed = False  # a chunk's positions parsed (its warning logged) by this run
 
@@ -87,8 +92,6 @@ class LocalRunner:
 
 #: Per worker process: the classifier of the run in hand (token, classifier, lock).
 _WORKER: dict[str, Any] = {}
-
-
 _WORKER_LOCK = threading.Lock()
 
 
@@ -123,7 +126,7 @@ def _client(dask: Any):
     if spec == "local" or spec.startswith("local:"):
         n = int(spec.split(":", 1)[1]) if ":" in spec else (os.cpu_count() or 1)
         if n < 1:
-            raise ValueError(f"--dask local:N needs N >= 1, not {n}")
+            raise OptionError(f"--dask local:N needs N >= 1, not {n}")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster, True
     return Client(spec), None, True
@@ -132,16 +135,22 @@ def _client(dask: Any):
 class DaskRunner:
     """Sends each chunk's positions to Dask workers; results come back in catalog order."""
 
-    def __init__(self, dask: Any, model, source, device, options) -> None:
+    def __init__(self, model, source, device, options: ClassifyOptions) -> None:
+        dask = options.dask
         try:
             import distributed  # noqa: F401
         except ImportError as exc:
-            raise ValueError("--dask needs dask.distributed: pip install 'frsurvey[dask]'") from exc
+            raise OptionError("--dask needs dask.distributed: pip install 'frsurvey[dask]'") from exc
         self.client, self.cluster, self.own = _client(dask)
         nworkers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.in_flight = 2 * nworkers
         self.token = uuid.uuid4().hex
-        setup = {"model": copy.deepcopy(model).cpu(), "source": source, "device": str(device), "options": options}
+        setup = {
+            "model": copy.deepcopy(model).cpu(),
+            "source": source,
+            "device": str(device),
+            "options": options.engine_options(),
+        }
         [self.setup] = self.client.scatter([setup], broadcast=True, hash=False)
         self.prepared = 0
         self.remembered = 0
@@ -150,7 +159,6 @@ class DaskRunner:
 
     def run(self, chunks: Iterator[tuple[Table, Any]], ra_name: str, dec_name: str):
         """Yield (chunk, results, classified now) for (chunk, results from a journal or None), in order."""
-
         pending: collections.deque = collections.deque()
         for chunk, done in chunks:
             if done is not None:
@@ -163,11 +171,11 @@ class DaskRunner:
                 )
                 pending.append((chunk, future))
             while len(pending) >= self.in_flight:
-                yield self._result(pending.popleft(), RowResults)
+                yield self._result(pending.popleft())
         while pending:
-            yield self._result(pending.popleft(), RowResults)
+            yield self._result(pending.popleft())
 
-    def _result(self, item, RowResults):
+    def _result(self, item):
         chunk, future = item
         if isinstance(future, RowResults):  # from the journal
             return chunk, future, False
