@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._compat import fits as fits_compat
 from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
@@ -127,9 +128,8 @@ def _read_whole(path: str, hdul, hdu) -> bool:
     from astropy.io import fits
 
     header = hdu.header
-    compression = getattr(getattr(hdul, "_file", None), "compression", None)
     return (
-        bool(compression)
+        bool(fits_compat.compression(hdul))
         or path.lower().endswith((".gz", ".fz", ".bz2", ".zip"))
         or isinstance(hdu, fits.CompImageHDU)
         or any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
@@ -200,7 +200,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     header = hdu.header
     if (
         path.endswith((".gz", ".fz", ".bz2", ".zip"))
-        or getattr(getattr(hdul, "_file", None), "compression", None)
+        or fits_compat.compression(hdul)
         or isinstance(hdu, fits.CompImageHDU)
         or header.get("BITPIX") not in (-32, -64)
         or header.get("BSCALE", 1) != 1
@@ -208,8 +208,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     ):
         return -1, ""
     dtype = ">f4" if header["BITPIX"] == -32 else ">f8"
-    offset = getattr(hdu, "_data_offset", None)  # hdul.fileinfo(i) has it too, but formats every header card
-    offset = int(hdul.fileinfo(i)["datLoc"] if offset is None else offset)
+    offset = fits_compat.data_offset(hdul, i)
     if os.path.getsize(path) < offset + npix * np.dtype(dtype).itemsize:
         return -1, ""  # truncated: let astropy say so when it is read
     return offset, dtype
@@ -289,7 +288,7 @@ def read_image(path: str, hdu: int, cache: OrderedDict | None = None):
         try:
             data = hdul[hdu].data
         except ValueError as exc:  # scaled integers (BSCALE, BZERO, BLANK): astropy will not memory-map them
-            if "memory-mapped" not in str(exc):
+            if not fits_compat.refuses_memmap(exc):
                 raise
             from astropy.io import fits
 
