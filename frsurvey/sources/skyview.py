@@ -35,6 +35,7 @@ __all__ = ["SKYVIEW_URL", "SkyViewSource"]
 #: SkyView's query form (astroquery's ``astroquery.skyview.conf.url`` default).
 SKYVIEW_URL = "https://skyview.gsfc.nasa.gov/current/cgi/basicform.pl"
 
+
 class _QueryForm:
     """SkyView's query form, fetched once (per source and process) over the source's session."""
 
