@@ -25,7 +25,7 @@ from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
 
-__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "cutout_from_file", "read_image"]
+__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "cutout_from_file", "image_caps", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,25 @@ SCALE_TOLERANCE = 0.01
 MAX_IMAGE_PIXELS = 100_000_000
 #: Largest image, in bytes of its decoded pixels, read whole into memory (``--max-image-bytes``): 512 MiB.
 MAX_IMAGE_BYTES = 512 * 1024**2
+
+
+def image_caps(max_image_pixels: int | None = None, max_image_bytes: int | None = None) -> tuple[int, int]:
+    """Return the caps ``(pixels, bytes)`` on an image read whole: each None is its default, both checked.
+
+    The one place where :data:`MAX_IMAGE_PIXELS` and :data:`MAX_IMAGE_BYTES`
+    are applied (:class:`LocalFITSSource` and
+    :class:`~frsurvey.sources.options.SourceOptions` both use it).
+
+    Raises
+    ------
+    ValueError
+        If a cap is below 1.
+    """
+    pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
+    nbytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
+    if pixels < 1 or nbytes < 1:
+        raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
+    return pixels, nbytes
 
 
 @dataclass(frozen=True)
@@ -405,10 +424,7 @@ class LocalFITSSource(ImageSource):
         self._files: OrderedDict = OrderedDict()
 
     def _set_caps(self, max_image_pixels: int | None, max_image_bytes: int | None) -> None:
-        self.max_image_pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
-        self.max_image_bytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
-        if self.max_image_pixels < 1 or self.max_image_bytes < 1:
-            raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
+        self.max_image_pixels, self.max_image_bytes = image_caps(max_image_pixels, max_image_bytes)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

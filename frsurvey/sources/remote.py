@@ -54,7 +54,7 @@ from .._utils import __version__, atomic_write, progress_bar
 from ..status import Status
 from .base import Cutout, ImageSource
 from .cache import CutoutCache
-from .http import PoliteSession, as_fetch_error, conf, retry_delay, validate_fits
+from .http import PoliteSession, as_fetch_error, conf, fetch_settings, retry_delay, validate_fits
 from .local import cutout_from_file
 
 __all__ = ["RemoteSource", "ServiceUnreachableError"]
@@ -200,22 +200,26 @@ class RemoteSource(ImageSource):
         max_bytes: int | None = None,
     ) -> None:
         self.url = str(url or self.URL)
-        self.max_bytes = int(conf.max_bytes if max_bytes is None else max_bytes)
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
+        settings = fetch_settings(
+            workers=workers,
+            max_rate=max_rate,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            give_up_after=give_up_after,
+            max_bytes=max_bytes,
+        )
         self.cache = cache if isinstance(cache, CutoutCache) else CutoutCache(cache)
         self.offline = bool(offline)
-        self.workers = int(conf.workers if workers is None else workers)
-        self.max_rate = float(conf.max_rate if max_rate is None else max_rate)
-        self.timeout = float(conf.timeout if timeout is None else timeout)
-        self.retries = int(conf.retries if retries is None else retries)
-        self.backoff = float(conf.backoff if backoff is None else backoff)
-        self.backoff_max = float(conf.backoff_max if backoff_max is None else backoff_max)
-        self.give_up_after = int(conf.give_up_after if give_up_after is None else give_up_after)
-        if self.workers < 1:
-            raise ValueError(f"fetch workers must be at least 1, not {self.workers}")
-        if self.max_rate < 0 or self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("max_rate, retries and backoff must be >= 0 and timeout > 0")
+        self.max_bytes: int = settings["max_bytes"]
+        self.workers: int = settings["workers"]
+        self.max_rate: float = settings["max_rate"]
+        self.timeout: float = settings["timeout"]
+        self.retries: int = settings["retries"]
+        self.backoff: float = settings["backoff"]
+        self.backoff_max: float = settings["backoff_max"]
+        self.give_up_after: int = settings["give_up_after"]
         self._rt: _Runtime | None = None
         self._run_dir: str | None = None  # where a prefetching process notes failures for its children
         self._run_pid: int | None = None
