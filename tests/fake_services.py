@@ -420,62 +420,47 @@ class FakeServices:
         self._send(h, fault, 200, content, "application/fits")
 
     def _send(self, h, fault: str | None, status: int, body: bytes, ctype: str) -> None:
+        """Answer with ``status``, ``body`` and ``ctype``, as ``fault`` (if any) spoils it."""
         self._release(h)
+        headers = {"Content-Type": ctype}
         try:
-            if fault in ("503", "500", "404"):
-                h.send_response(int(fault))
-                h.send_header("Content-Type", "text/html")
-                if fault == "503":
-                    h.send_header("Retry-After", "0")
-                h.send_header("Content-Length", str(len(_ERROR_PAGE)))
-                h.end_headers()
-                h.wfile.write(_ERROR_PAGE)
-                return
             if fault == "drop":
                 h.close_connection = True
                 return
             if fault == "stall":
                 self._stop.wait(self.stall)
                 return
-            if fault == "html":
-                body, ctype = _ERROR_PAGE, "text/html"
-            if fault == "gzip_bomb":
-                bomb = self.gzip_bomb()
-                h.send_response(status)
-                h.send_header("Content-Type", ctype)
-                h.send_header("Content-Encoding", "gzip")
-                h.send_header("Content-Length", str(len(bomb)))
-                h.end_headers()
-                h.wfile.write(bomb)
-                return
+            # faults that are whole answers: another status, page or encoding
+            if fault in ("503", "500", "404"):
+                status, body, headers = int(fault), _ERROR_PAGE, {"Content-Type": "text/html"}
+                if fault == "503":
+                    headers["Retry-After"] = "0"
+            elif fault == "html":
+                body, headers = _ERROR_PAGE, {"Content-Type": "text/html"}
+            elif fault == "gzip_bomb":
+                body = self.gzip_bomb()
+                headers["Content-Encoding"] = "gzip"
+            if fault != "truncate_nolength":
+                headers["Content-Length"] = str(len(body))
+            h.send_response(status)
+            for name, value in headers.items():
+                h.send_header(name, value)
+            h.end_headers()
+            # faults in the body
             if fault == "drip":
-                h.send_response(status)
-                h.send_header("Content-Type", ctype)
-                h.send_header("Content-Length", str(len(body)))
-                h.end_headers()
                 for i in range(len(body)):
                     h.wfile.write(body[i : i + 1])
                     h.wfile.flush()
                     if self._stop.wait(self.drip):
                         break
-                h.close_connection = True
-                return
-            h.send_response(status)
-            h.send_header("Content-Type", ctype)
-            if fault == "truncate_nolength":
-                h.end_headers()
-                h.wfile.write(body[: len(body) // 2])
-                h.close_connection = True
-                return
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            if fault in ("truncate", "stall_body"):
+            elif fault in ("truncate", "truncate_nolength", "stall_body"):
                 h.wfile.write(body[: len(body) // 2])
                 h.wfile.flush()
                 if fault == "stall_body":
                     self._stop.wait(self.stall)
-                h.close_connection = True
+            else:
+                h.wfile.write(body)
                 return
-            h.wfile.write(body)
+            h.close_connection = True
         except OSError:  # the client gave up (timeout): nothing to answer
             pass

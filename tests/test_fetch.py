@@ -28,7 +28,7 @@ import frsurvey
 from frsurvey.cli import main
 from frsurvey.io import read_catalog
 from frsurvey.preprocess import preprocess_first
-from frsurvey.sources import FIRSTSource, LocalFITSSource, SkyViewSource, make_source
+from frsurvey.sources import FIRSTSource, LocalFITSSource, SkyViewSource, SourceOptions, make_source
 from frsurvey.sources import cache as cache_module
 from frsurvey.sources.cache import CutoutCache, default_cache_dir
 from frsurvey.sources.http import (
@@ -590,3 +590,66 @@ def test_make_source_and_cache_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if os.name == "posix" and os.uname().sysname == "Linux":
         assert default_cache_dir() == tmp_path / "xdg" / "frsurvey"
+
+
+def test_source_options(tmp_path):
+    """One options object: defaults in one place, checked on creation, the keyword form of make_source alike."""
+    from dataclasses import FrozenInstanceError
+
+    from frsurvey.sources.http import conf
+
+    opts = SourceOptions(source="first", first_url="http://mirror/x", cache=tmp_path, workers=2)
+    src = opts.make()
+    assert isinstance(src, FIRSTSource) and src.url == "http://mirror/x" and src.workers == 2
+    assert src.timeout == conf.timeout and src.retries == conf.retries and src.max_bytes == conf.max_bytes
+    with pytest.raises(FrozenInstanceError):
+        opts.workers = 3  # type: ignore[misc]
+    assert make_source(opts, workers=3).workers == 3  # keywords replace fields
+    keyword = make_source(source="first", first_url="http://mirror/x", cache=tmp_path, workers=2)
+    assert keyword.describe() == src.describe() and vars(keyword).keys() == vars(src).keys()
+    assert isinstance(make_source(tmp_path), LocalFITSSource)  # the positional form: images, source
+    assert isinstance(make_source(None, "skyview", cache=tmp_path), SkyViewSource)
+    assert SourceOptions().name == "skyview" and SourceOptions(images=tmp_path).name == "local"
+    for bad, match in [
+        ({"source": "local"}, "--images DIR"),
+        ({"images": tmp_path, "source": "first"}, "is a local source"),
+        ({"source": "nope"}, "unknown image source 'nope'"),
+        ({"workers": 0}, "fetch workers must be at least 1, not 0"),
+        ({"max_bytes": 0}, "max_bytes must be at least 1"),
+        ({"timeout": 0}, "timeout > 0"),
+        ({"images": tmp_path, "max_image_pixels": 0}, "--max-image-pixels"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            SourceOptions(**bad)
+        with pytest.raises(ValueError, match=match):
+            make_source(**bad)
+    # options of the other kind of source are ignored, as before
+    assert isinstance(SourceOptions(images=tmp_path, workers=0).make(), LocalFITSSource)
+    assert SourceOptions(max_image_pixels=0, cache=tmp_path).make().name == "skyview"
+    with pytest.raises(TypeError):
+        make_source(nonsense=1)
+
+
+def test_the_sources_layer_imports_nothing_above_it():
+    """frsurvey.sources imports only frsurvey._utils, preprocess, status, _compat and itself."""
+    import ast
+
+    allowed = {"_utils", "preprocess", "status", "_compat", "sources"}
+    root = Path(frsurvey.__file__).parent
+    bad = []
+    for path in sorted((root / "sources").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                top = (node.module or "").split(".")[0] if node.level == 2 else None
+                if top not in allowed:
+                    bad.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "frsurvey" and (len(parts) < 2 or parts[1] not in allowed):
+                    bad.append(f"{path.name}: import {name}")
+    assert not bad, bad

@@ -15,12 +15,15 @@ concurrency, checking downloads) and :mod:`~frsurvey.sources.cache`.
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import Any
 
 from .base import Cutout, ImageSource
 from .cache import CutoutCache, default_cache_dir
 from .first import FIRSTSource
 from .local import LocalFITSSource
+from .options import SOURCES, SourceOptions
 from .remote import RemoteSource
 from .skyview import SkyViewSource
 
@@ -33,73 +36,57 @@ __all__ = [
     "LocalFITSSource",
     "RemoteSource",
     "SkyViewSource",
+    "SourceOptions",
     "default_cache_dir",
     "make_source",
 ]
 
-#: The names ``--source`` takes.
-SOURCES = ("local", "skyview", "first")
-
-#: Options of the online sources (``None`` means the default of :data:`frsurvey.sources.http.conf`).
-_REMOTE_OPTIONS = (
-    "cache",
-    "offline",
-    "workers",
-    "max_rate",
-    "timeout",
-    "retries",
-    "backoff",
-    "backoff_max",
-    "give_up_after",
-    "max_bytes",
-)
-#: Options of the local source only.
-_LOCAL_OPTIONS = ("max_image_pixels", "max_image_bytes")
-
 
 def make_source(
-    images=None,
-    source: str | None = None,
-    *,
-    skyview_url: str | None = None,
-    first_url: str | None = None,
-    **options: Any,
+    options: SourceOptions | str | os.PathLike | None = None,
+    /,
+    *args: Any,
+    **fields: Any,
 ) -> ImageSource:
     """Return the image source for the CLI's ``--images`` / ``--source`` options.
 
+    ``make_source(SourceOptions(...))``, or the same options as keywords:
+    ``make_source(images=..., source=..., cache=..., workers=...)`` (the
+    fields of :class:`SourceOptions`; keywords given with an options object
+    replace its fields). The older positional form ``make_source(images,
+    source, **options)`` still works.
+
     Parameters
     ----------
-    images : str or path-like, optional
-        A directory of FITS images: a :class:`LocalFITSSource`.
-    source : str, optional
-        ``local``, ``skyview`` or ``first``; default ``local`` when ``images``
-        is given, else ``skyview``.
-    skyview_url, first_url : str, optional
-        Addresses of the services (mirrors, stand-ins).
-    **options
-        For the online sources: ``cache``, ``offline``, ``workers``,
-        ``max_rate``, ``timeout``, ``retries``, ``backoff``, ``backoff_max``,
-        ``give_up_after``, ``max_bytes`` (None values take the defaults); ignored by ``local``.
-        For ``local``: ``pixel_scale``, ``max_image_pixels``, ``max_image_bytes`` (ignored by the
-        online sources).
+    options : SourceOptions, optional
+        All the options at once.
+    **fields
+        ``images``, ``source``, ``skyview_url``, ``first_url``, and for the
+        online sources ``cache``, ``offline``, ``workers``, ``max_rate``,
+        ``timeout``, ``retries``, ``backoff``, ``backoff_max``,
+        ``give_up_after``, ``max_bytes`` (None values take the defaults;
+        ignored by ``local``); for ``local``: ``pixel_scale``,
+        ``max_image_pixels``, ``max_image_bytes`` (ignored by the online
+        sources). See :class:`SourceOptions`.
 
     Raises
     ------
     ValueError
-        If the combination names no source this installation has.
+        If the combination names no source this installation has, or a
+        value is out of range.
+    TypeError
+        For a keyword that is no option.
     """
-    name = source or ("local" if images is not None else "skyview")
-    remote = {k: v for k, v in options.items() if k in _REMOTE_OPTIONS and v is not None}
-    local = {k: v for k, v in options.items() if k in _LOCAL_OPTIONS and v is not None}
-    other = {k: v for k, v in options.items() if k not in _REMOTE_OPTIONS and k not in _LOCAL_OPTIONS}
-    if name == "local":
-        if images is None:
-            raise ValueError("--source local needs --images DIR")
-        return LocalFITSSource(images, **other, **local)
-    if name in ("skyview", "first") and images is not None:
-        raise ValueError(f"--images DIR is a local source: give --source local, or drop --images to use {name}")
-    if name == "skyview":
-        return SkyViewSource(skyview_url, **remote, **other)
-    if name == "first":
-        return FIRSTSource(first_url, **remote, **other)
-    raise ValueError(f"unknown image source {name!r}; known: {', '.join(SOURCES)}")
+    if isinstance(options, SourceOptions):
+        if args:
+            raise TypeError("make_source(SourceOptions) takes no other positional argument")
+        return (replace(options, **fields) if fields else options).make()
+    if len(args) > 1:
+        raise TypeError(f"make_source takes at most 2 positional arguments (images, source), not {1 + len(args)}")
+    positional = dict(zip(("images", "source"), (options, *args)))
+    if options is None and "images" in fields:
+        del positional["images"]
+    for name in positional:
+        if name in fields:
+            raise TypeError(f"make_source got multiple values for {name!r}")
+    return SourceOptions(**positional, **fields).make()

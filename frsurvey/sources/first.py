@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import astroquery as astroquery_compat
 from .http import PoliteSession, check_response
 from .remote import RemoteSource
 
@@ -67,7 +68,7 @@ class FIRSTSource(RemoteSource):
         if client is None:
             client = self._client(self._runtime())
         coord = SkyCoord(ra, dec, unit="deg", frame="icrs")
-        return client._args_to_payload(coord, image_size=self.image_size * u.arcmin)
+        return astroquery_compat.first_payload(client, coord, self.image_size * u.arcmin)
 
     def _make_client(self, session: PoliteSession):
         from astroquery.image_cutouts.first import FirstClass
@@ -75,12 +76,12 @@ class FIRSTSource(RemoteSource):
         client = FirstClass()
         client.URL = self.url
         client.TIMEOUT = self.timeout
-        client._session = session
-        return client
+        return astroquery_compat.use_session(client, session)
 
     def _download(self, ra: float, dec: float, client, session: PoliteSession) -> bytes:
         payload = self.query_payload(ra, dec, client)
-        # cache=False: astroquery would otherwise pickle every answer into astropy's cache
-        response = client._request("POST", url=client.URL, data=payload, timeout=self.timeout, cache=False)
-        check_response(response, client.URL)
+        # sent here, not by astroquery (which would pickle every answer into astropy's cache):
+        # the same POST astroquery's FirstClass sends, on the same session
+        response = session.post(self.url, data=payload, timeout=self.timeout)
+        check_response(response, self.url)
         return response.content

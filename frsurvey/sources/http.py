@@ -35,6 +35,7 @@ __all__ = [
     "as_fetch_error",
     "check_response",
     "conf",
+    "fetch_settings",
     "read_body",
     "retry_delay",
     "validate_fits",
@@ -86,6 +87,52 @@ class FetchConf:
 
 #: The defaults every online source starts from.
 conf = FetchConf()
+
+
+def fetch_settings(
+    *,
+    workers: int | None = None,
+    max_rate: float | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
+    backoff_max: float | None = None,
+    give_up_after: int | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Return the settings of an online source: each None replaced by its :data:`conf` default, all checked.
+
+    The one place where those defaults are applied and the values checked
+    (:class:`~frsurvey.sources.remote.RemoteSource` and
+    :class:`~frsurvey.sources.options.SourceOptions` both use it).
+
+    Returns
+    -------
+    dict
+        ``max_bytes``, ``workers``, ``max_rate``, ``timeout``, ``retries``,
+        ``backoff``, ``backoff_max``, ``give_up_after`` as int or float.
+
+    Raises
+    ------
+    ValueError
+        If ``max_bytes`` or ``workers`` is below 1, ``max_rate``,
+        ``retries`` or ``backoff`` below 0, or ``timeout`` not above 0.
+    """
+    out: dict[str, Any] = {"max_bytes": int(conf.max_bytes if max_bytes is None else max_bytes)}
+    if out["max_bytes"] < 1:
+        raise ValueError(f"max_bytes must be at least 1, not {out['max_bytes']}")
+    out["workers"] = int(conf.workers if workers is None else workers)
+    out["max_rate"] = float(conf.max_rate if max_rate is None else max_rate)
+    out["timeout"] = float(conf.timeout if timeout is None else timeout)
+    out["retries"] = int(conf.retries if retries is None else retries)
+    out["backoff"] = float(conf.backoff if backoff is None else backoff)
+    out["backoff_max"] = float(conf.backoff_max if backoff_max is None else backoff_max)
+    out["give_up_after"] = int(conf.give_up_after if give_up_after is None else give_up_after)
+    if out["workers"] < 1:
+        raise ValueError(f"fetch workers must be at least 1, not {out['workers']}")
+    if out["max_rate"] < 0 or out["timeout"] <= 0 or out["retries"] < 0 or out["backoff"] < 0:
+        raise ValueError("max_rate, retries and backoff must be >= 0 and timeout > 0")
+    return out
 
 
 class FetchError(Exception):

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._compat import fits as fits_compat
 from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
 
-__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "cutout_from_file", "read_image"]
+__all__ = ["FITS_SUFFIXES", "LocalFITSSource", "cut_window", "cutout_from_file", "image_caps", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,25 @@ SCALE_TOLERANCE = 0.01
 MAX_IMAGE_PIXELS = 100_000_000
 #: Largest image, in bytes of its decoded pixels, read whole into memory (``--max-image-bytes``): 512 MiB.
 MAX_IMAGE_BYTES = 512 * 1024**2
+
+
+def image_caps(max_image_pixels: int | None = None, max_image_bytes: int | None = None) -> tuple[int, int]:
+    """Return the caps ``(pixels, bytes)`` on an image read whole: each None is its default, both checked.
+
+    The one place where :data:`MAX_IMAGE_PIXELS` and :data:`MAX_IMAGE_BYTES`
+    are applied (:class:`LocalFITSSource` and
+    :class:`~frsurvey.sources.options.SourceOptions` both use it).
+
+    Raises
+    ------
+    ValueError
+        If a cap is below 1.
+    """
+    pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
+    nbytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
+    if pixels < 1 or nbytes < 1:
+        raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
+    return pixels, nbytes
 
 
 @dataclass(frozen=True)
@@ -127,9 +147,8 @@ def _read_whole(path: str, hdul, hdu) -> bool:
     from astropy.io import fits
 
     header = hdu.header
-    compression = getattr(getattr(hdul, "_file", None), "compression", None)
     return (
-        bool(compression)
+        bool(fits_compat.compression(hdul))
         or path.lower().endswith((".gz", ".fz", ".bz2", ".zip"))
         or isinstance(hdu, fits.CompImageHDU)
         or any(k in header for k in ("BSCALE", "BZERO", "BLANK"))
@@ -200,7 +219,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     header = hdu.header
     if (
         path.endswith((".gz", ".fz", ".bz2", ".zip"))
-        or getattr(getattr(hdul, "_file", None), "compression", None)
+        or fits_compat.compression(hdul)
         or isinstance(hdu, fits.CompImageHDU)
         or header.get("BITPIX") not in (-32, -64)
         or header.get("BSCALE", 1) != 1
@@ -208,8 +227,7 @@ def _raw_layout(path: str, hdul, i: int, hdu, npix: int) -> tuple[int, str]:
     ):
         return -1, ""
     dtype = ">f4" if header["BITPIX"] == -32 else ">f8"
-    offset = getattr(hdu, "_data_offset", None)  # hdul.fileinfo(i) has it too, but formats every header card
-    offset = int(hdul.fileinfo(i)["datLoc"] if offset is None else offset)
+    offset = fits_compat.data_offset(hdul, i)
     if os.path.getsize(path) < offset + npix * np.dtype(dtype).itemsize:
         return -1, ""  # truncated: let astropy say so when it is read
     return offset, dtype
@@ -289,7 +307,7 @@ def read_image(path: str, hdu: int, cache: OrderedDict | None = None):
         try:
             data = hdul[hdu].data
         except ValueError as exc:  # scaled integers (BSCALE, BZERO, BLANK): astropy will not memory-map them
-            if "memory-mapped" not in str(exc):
+            if not fits_compat.refuses_memmap(exc):
                 raise
             from astropy.io import fits
 
@@ -406,10 +424,7 @@ class LocalFITSSource(ImageSource):
         self._files: OrderedDict = OrderedDict()
 
     def _set_caps(self, max_image_pixels: int | None, max_image_bytes: int | None) -> None:
-        self.max_image_pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
-        self.max_image_bytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
-        if self.max_image_pixels < 1 or self.max_image_bytes < 1:
-            raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
+        self.max_image_pixels, self.max_image_bytes = image_caps(max_image_pixels, max_image_bytes)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

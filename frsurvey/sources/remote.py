@@ -18,10 +18,19 @@ request, how to read the answer); this class does the rest:
 - With ``offline=True`` nothing is downloaded: keys missing from the cache
   become ``not_cached``.
 
+The background downloads run in a :class:`concurrent.futures.ThreadPoolExecutor`
+of ``workers`` threads, one task per cache file, taken in the order they
+were queued; a :meth:`~RemoteSource.load` of a key being downloaded waits
+for its task.
+
 Sources are picklable: sessions, threads and locks belong to the process
 that made them and are recreated lazily elsewhere. DataLoader worker
 processes of a run whose parent is prefetching do not download: they wait
-for the parent's file (or its failure note) to appear.
+for the parent's file (or its failure note) to appear. They poll files (the
+cache file, a note per failure, a ``finished`` marker in a run directory)
+because they are other processes, forked or spawned by torch after the
+prefetch started: no in-process primitive reaches them, and the cache file
+is what they read anyway.
 """
 
 from __future__ import annotations
@@ -33,16 +42,19 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .._utils import __version__, atomic_write, progress_bar
 from ..status import Status
 from .base import Cutout, ImageSource
 from .cache import CutoutCache
-from .http import PoliteSession, as_fetch_error, conf, retry_delay, validate_fits
+from .http import PoliteSession, as_fetch_error, conf, fetch_settings, retry_delay, validate_fits
 from .local import cutout_from_file
 
 __all__ = ["RemoteSource", "ServiceUnreachableError"]
@@ -99,22 +111,39 @@ def _connect_probe(url: str, timeout: float) -> str | None:
 
 
 class _Runtime:
-    """The per-process, unpicklable state of a source: session, client, fetch threads."""
+    """The per-process, unpicklable state of a source: session, client, fetch pool."""
 
     def __init__(self, session: PoliteSession) -> None:
         self.pid = os.getpid()
         self.session = session
         self.client = None
-        self.lock = threading.Lock()
-        self.cond = threading.Condition()
-        self.queue: deque = deque()
-        self.pending: set[str] = set()  # cache paths queued or being fetched
+        self.lock = threading.Lock()  # the client
+        self.state = threading.RLock()  # what follows (re-entered by the callbacks of futures cancelled under it)
+        self.executor: ThreadPoolExecutor | None = None
+        self.tasks: dict[str, Future] = {}  # cache path -> its download, queued or running
+        self.outstanding = 0  # downloads queued or running
         self.failures: dict[str, str] = {}  # cache path -> why its download failed
-        self.threads: list[threading.Thread] = []
-        self.running = 0
         self.streak = 0  # downloads in a row that failed for good
         self.probed = False  # one connection to the service was tried (see RemoteSource.prefetch)
         self.stop = threading.Event()
+
+    def stopped(self) -> bool:
+        """Whether the downloads should end: the source was closed, or the interpreter is exiting.
+
+        (At exit, Python joins the pool's threads after the main thread has
+        stopped: queued downloads are not started then, nor retries waited for.)
+        """
+        return self.stop.is_set() or not threading.main_thread().is_alive()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; return True at once if :meth:`stopped` becomes true meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if self.stop.wait(max(0.0, min(left, 0.25))) or self.stopped():
+                return True
+            if left <= 0.25:
+                return False
 
 
 class RemoteSource(ImageSource):
@@ -171,22 +200,26 @@ class RemoteSource(ImageSource):
         max_bytes: int | None = None,
     ) -> None:
         self.url = str(url or self.URL)
-        self.max_bytes = int(conf.max_bytes if max_bytes is None else max_bytes)
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
+        settings = fetch_settings(
+            workers=workers,
+            max_rate=max_rate,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            give_up_after=give_up_after,
+            max_bytes=max_bytes,
+        )
         self.cache = cache if isinstance(cache, CutoutCache) else CutoutCache(cache)
         self.offline = bool(offline)
-        self.workers = int(conf.workers if workers is None else workers)
-        self.max_rate = float(conf.max_rate if max_rate is None else max_rate)
-        self.timeout = float(conf.timeout if timeout is None else timeout)
-        self.retries = int(conf.retries if retries is None else retries)
-        self.backoff = float(conf.backoff if backoff is None else backoff)
-        self.backoff_max = float(conf.backoff_max if backoff_max is None else backoff_max)
-        self.give_up_after = int(conf.give_up_after if give_up_after is None else give_up_after)
-        if self.workers < 1:
-            raise ValueError(f"fetch workers must be at least 1, not {self.workers}")
-        if self.max_rate < 0 or self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("max_rate, retries and backoff must be >= 0 and timeout > 0")
+        self.max_bytes: int = settings["max_bytes"]
+        self.workers: int = settings["workers"]
+        self.max_rate: float = settings["max_rate"]
+        self.timeout: float = settings["timeout"]
+        self.retries: int = settings["retries"]
+        self.backoff: float = settings["backoff"]
+        self.backoff_max: float = settings["backoff_max"]
+        self.give_up_after: int = settings["give_up_after"]
         self._rt: _Runtime | None = None
         self._run_dir: str | None = None  # where a prefetching process notes failures for its children
         self._run_pid: int | None = None
@@ -222,8 +255,6 @@ class RemoteSource(ImageSource):
     def _runtime(self) -> _Runtime:
         rt = self._rt
         if rt is None or rt.pid != os.getpid():  # first use, or a forked child: never reuse the parent's locks
-            from .._utils import __version__
-
             session = PoliteSession(
                 self.timeout,
                 self.workers,
@@ -277,8 +308,9 @@ class RemoteSource(ImageSource):
     def prefetch(self, keys: Sequence[Hashable | Cutout]) -> None:
         """Start downloading, in the background, the cutouts of ``keys`` missing from the cache.
 
-        Returns at once. ``workers`` threads take the keys in order; keys
-        whose request is the same are downloaded once. Offline, does nothing.
+        Returns at once. A pool of ``workers`` threads takes the keys in
+        order; keys whose request is the same are downloaded once. Offline,
+        does nothing.
 
         The first time, before anything is queued, one connection to the
         service is tried: when it cannot be made (no network, a name that
@@ -304,24 +336,21 @@ class RemoteSource(ImageSource):
             self._run_dir = tempfile.mkdtemp(prefix="frsurvey-fetch-")
             self._run_pid = os.getpid()
         queued = 0
-        with rt.cond:
+        with rt.state:
             Path(self._run_dir, "finished").unlink(missing_ok=True)
             for key, path in zip(todo, paths):
                 p = str(path)
-                if p in rt.pending or p in rt.failures or path.exists():
+                if p in rt.tasks or p in rt.failures or path.exists():
                     continue
-                rt.pending.add(p)
-                rt.queue.append((p, key))
+                if rt.executor is None:
+                    rt.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="frsurvey-fetch")
+                rt.outstanding += 1
+                task = rt.tasks[p] = rt.executor.submit(self._fetch_task, rt, p, key)
+                task.add_done_callback(partial(self._task_done, rt))
                 queued += 1
             if not queued:
                 Path(self._run_dir, "finished").touch()
                 return
-            start = min(self.workers, len(rt.queue)) - rt.running
-            for _ in range(max(0, start)):
-                t = threading.Thread(target=self._fetch_loop, args=(rt,), name="frsurvey-fetch", daemon=True)
-                rt.threads.append(t)
-                rt.running += 1
-                t.start()
         log.info("%s: fetching %d cutout(s) missing from the cache %s", self.name, queued, self.cache.root)
 
     def _probe(self, rt: _Runtime) -> None:
@@ -334,35 +363,35 @@ class RemoteSource(ImageSource):
                 f"or the address (--{self.name}-url), or, {WAYS_OUT}"
             )
 
-    def _fetch_loop(self, rt: _Runtime) -> None:
-        while True:
-            with rt.cond:
-                if rt.stop.is_set() or not rt.queue:
-                    rt.running -= 1
-                    if rt.running == 0 and self._run_dir and not rt.stop.is_set():
-                        Path(self._run_dir, "finished").touch()
-                    return
-                path, key = rt.queue.popleft()
-            try:
-                reason = self._fetch_to_cache(Path(path), key, rt)
-            except BaseException as exc:  # never leave a waiter hanging
-                log.exception("%s: unexpected error fetching %s", self.name, key)
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-            dropped: list[str] = []
-            with rt.cond:
-                rt.pending.discard(path)
-                if reason is None:
-                    rt.streak = 0
-                else:
-                    rt.failures[path] = reason
-                    rt.streak += 1
-                    if self.give_up_after and rt.streak >= self.give_up_after and rt.queue:
-                        dropped = [p for p, _ in rt.queue]
-                        rt.queue.clear()
-                        given_up = f"not tried: the last {rt.streak} downloads from {self.url} failed (last: {reason})"
-                        for p in dropped:
-                            rt.pending.discard(p)
-                            rt.failures[p] = given_up
+    def _fetch_task(self, rt: _Runtime, path: str, key: tuple[float, float]) -> str | None:
+        """Download one queued key (a pool task); note the outcome; return None, or why it failed."""
+        if rt.stopped():
+            with rt.state:
+                rt.tasks.pop(path, None)
+            return "cancelled"
+        try:
+            reason = self._fetch_to_cache(Path(path), key, rt)
+        except BaseException as exc:  # never leave a waiter without a reason
+            log.exception("%s: unexpected error fetching %s", self.name, key)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        dropped: list[str] = []
+        with rt.state:
+            rt.tasks.pop(path, None)
+            if reason is None:
+                rt.streak = 0
+            else:
+                rt.failures[path] = reason
+                rt.streak += 1
+                if self.give_up_after and rt.streak >= self.give_up_after:
+                    given_up = f"not tried: the last {rt.streak} downloads from {self.url} failed (last: {reason})"
+                    for p, task in list(rt.tasks.items()):
+                        rt.failures[p] = given_up  # before cancel() wakes its waiters
+                        if task.cancel():  # still queued: never started
+                            del rt.tasks[p]
+                            dropped.append(p)
+                        else:  # already running: it finishes
+                            del rt.failures[p]
+                    if dropped:
                         log.warning(
                             "%s: %d downloads in a row failed (last: %s); not trying the %d still queued "
                             "(those already started finish); %s",
@@ -372,21 +401,25 @@ class RemoteSource(ImageSource):
                             len(dropped),
                             WAYS_OUT,
                         )
-                rt.cond.notify_all()
-            if reason is not None and self._run_dir:
-                self._note_failure(path, reason)
-                for p in dropped:
-                    self._note_failure(p, rt.failures[p])
+        if reason is not None and self._run_dir:
+            self._note_failure(path, reason)
+            for p in dropped:
+                self._note_failure(p, rt.failures[p])
+        return reason
+
+    def _task_done(self, rt: _Runtime, task: Future) -> None:
+        """A download finished or was cancelled: when none is left, mark the run finished for child processes."""
+        with rt.state:
+            rt.outstanding -= 1
+            if rt.outstanding == 0 and self._run_dir and not rt.stop.is_set():
+                Path(self._run_dir, "finished").touch()
 
     def _failure_note(self, path: str) -> Path:
         return Path(self._run_dir or ".", hashlib.sha1(path.encode()).hexdigest() + ".failed")
 
     def _note_failure(self, path: str, reason: str) -> None:
-        note = self._failure_note(path)
         try:
-            tmp = note.with_suffix(".part")
-            tmp.write_text(reason)
-            os.replace(tmp, note)
+            atomic_write(self._failure_note(path), reason.encode("utf-8", "backslashreplace"))
         except OSError:  # the run directory is gone: the run is over
             pass
 
@@ -395,7 +428,7 @@ class RemoteSource(ImageSource):
         ra, dec = key
         attempts = self.retries + 1
         for attempt in range(attempts):
-            if rt.stop.is_set():
+            if rt.stopped():
                 return "cancelled"
             try:
                 content = self._download(ra, dec, self._client(rt), rt.session)
@@ -417,7 +450,7 @@ class RemoteSource(ImageSource):
                     self.retries,
                     delay,
                 )
-                if rt.stop.wait(delay):
+                if rt.wait(delay):
                     return "cancelled"
                 continue
             try:
@@ -436,11 +469,11 @@ class RemoteSource(ImageSource):
             if path.exists():
                 return None
             if note.exists():
-                return note.read_text()
+                return note.read_text(encoding="utf-8")
             if not run_dir.is_dir() or (run_dir / "finished").exists():
                 if path.exists():
                     return None
-                return note.read_text() if note.exists() else _UNKNOWN
+                return note.read_text(encoding="utf-8") if note.exists() else _UNKNOWN
             time.sleep(delay)
             delay = min(delay * 1.5, 0.1)
 
@@ -454,9 +487,11 @@ class RemoteSource(ImageSource):
                 return outcome  # type: ignore[return-value]
         rt = self._runtime()
         p = str(path)
-        with rt.cond:
-            while p in rt.pending:
-                rt.cond.wait()
+        with rt.state:
+            task = rt.tasks.get(p)
+        if task is not None:
+            wait_for([task])  # done, or cancelled (given up on, or the source closed)
+        with rt.state:
             if p in rt.failures:
                 return rt.failures[p]
         if path.exists():
@@ -490,11 +525,7 @@ class RemoteSource(ImageSource):
         Cutout key. The files are checked when downloaded, not cut.
         """
         self.prefetch(keys)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(keys), unit="src", desc=f"fetch ({self.name})", dynamic_ncols=True)
+        bar = progress_bar(len(keys), f"fetch ({self.name})", "src") if progress else None
         out: list[tuple[str, str]] = []
         try:
             for key in keys:
@@ -524,12 +555,12 @@ class RemoteSource(ImageSource):
         rt, self._rt = self._rt, None
         if rt is not None and rt.pid == os.getpid():
             rt.stop.set()
-            with rt.cond:
-                rt.queue.clear()
-                rt.pending.clear()
-                rt.cond.notify_all()
-            for t in rt.threads:
-                t.join(timeout=0.05)
+            with rt.state:
+                executor, running = rt.executor, list(rt.tasks.values())
+                rt.tasks.clear()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)  # queued: cancelled, their waiters woken
+                wait_for(running, timeout=0.05)
             rt.session.close()
         if self._run_dir and self._run_pid == os.getpid():
             shutil.rmtree(self._run_dir, ignore_errors=True)

@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import numpy as np
 
+from .._compat import astroquery as astroquery_compat
 from .cache import check_path_part
 from .http import FetchError, PoliteSession, check_response
 from .remote import RemoteSource
@@ -34,60 +35,36 @@ __all__ = ["SKYVIEW_URL", "SkyViewSource"]
 #: SkyView's query form (astroquery's ``astroquery.skyview.conf.url`` default).
 SKYVIEW_URL = "https://skyview.gsfc.nasa.gov/current/cgi/basicform.pl"
 
-_client_class = None
 
+class _QueryForm:
+    """SkyView's query form, fetched once (per source and process) over the source's session."""
 
-def _skyview_client_class():
-    """Return (defining it on first use) astroquery's SkyViewClass, reading its form once."""
-    global _client_class
-    if _client_class is not None:
-        return _client_class
-    from astroquery.skyview import SkyViewClass
-    from bs4 import BeautifulSoup
+    def __init__(self, url: str, session: PoliteSession) -> None:
+        self.url = url
+        self.session = session
+        self.lock = threading.Lock()
+        self.form: tuple[str, dict, dict] | None = None
 
-    class FRSurveySkyView(SkyViewClass):
-        """astroquery's SkyView client at ``url``, over ``session``, reading the query form once."""
+    def __call__(self, client) -> tuple[str, dict, dict]:
+        """Return the form's action URL, default values and survey lists (fetched on the first call)."""
+        with self.lock:
+            if self.form is None:
+                from bs4 import BeautifulSoup
 
-        def __init__(self, url: str, session: PoliteSession) -> None:
-            super().__init__()
-            self.URL = url  # astroquery reads its URL at import: set it on the instance
-            self._session = session
-            self._form_lock = threading.Lock()
-            self._form: tuple[str, dict, dict] | None = None
-
-        def _query_form(self) -> tuple[str, dict, dict]:
-            """Return the form's action URL, default values and survey lists (fetched once)."""
-            with self._form_lock:
-                if self._form is None:
-                    response = self._request("GET", self.URL, cache=False)
-                    check_response(response, self.URL)
-                    page = BeautifulSoup(response.content, "html.parser")
-                    form = page.find("form")
-                    if form is None:
-                        raise FetchError(f"no query form in the page at {self.URL}")
-                    surveys = {
-                        sel.get("id", str(i)): [x.text for x in sel.find_all("option")]
-                        for i, sel in enumerate(page.find_all("select", {"name": "survey"}))
-                        if "overlay" not in sel.get("id", "")
-                    }
-                    self._default_form_values = self._get_default_form_values(form)
-                    self._form = (urljoin(self.URL, form.get("action")), self._default_form_values, surveys)
-                return self._form
-
-        @property
-        def survey_dict(self) -> dict:
-            return self._query_form()[2]
-
-        def _generate_payload(self, input=None):
-            url, defaults, _ = self._query_form()
-            payload = dict(defaults)
-            for k, v in (input or {}).items():
-                if v is not None:
-                    payload[k] = v
-            return url, payload
-
-    _client_class = FRSurveySkyView
-    return _client_class
+                response = self.session.get(self.url)
+                check_response(response, self.url)
+                page = BeautifulSoup(response.content, "html.parser")
+                form = page.find("form")
+                if form is None:
+                    raise FetchError(f"no query form in the page at {self.url}")
+                surveys = {
+                    sel.get("id", str(i)): [x.text for x in sel.find_all("option")]
+                    for i, sel in enumerate(page.find_all("select", {"name": "survey"}))
+                    if "overlay" not in sel.get("id", "")
+                }
+                defaults = astroquery_compat.form_defaults(client, form)
+                self.form = (urljoin(self.url, form.get("action")), defaults, surveys)
+            return self.form
 
 
 class SkyViewSource(RemoteSource):
@@ -164,7 +141,7 @@ class SkyViewSource(RemoteSource):
         return fits_urls[0]
 
     def _make_client(self, session: PoliteSession):
-        return _skyview_client_class()(self.url, session)
+        return astroquery_compat.skyview_client(self.url, session, _QueryForm(self.url, session))
 
     def _download(self, ra: float, dec: float, client, session: PoliteSession) -> bytes:
         urls = client.get_image_list(**self.query_args(ra, dec))  # form (once), query, results page

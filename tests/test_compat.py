@@ -1,0 +1,200 @@
+"""The adapters over other packages' private APIs (:mod:`frsurvey._compat`) still hold.
+
+Each test checks one promise an adapter makes, first by shape (the private
+attribute or method is there, with the arguments used) and then by a real
+call: a real FITS file written with astropy, real requests to a local HTTP
+stand-in (:mod:`fake_services`). A failure names the installed version of
+the package whose release changed what the adapter relies on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import threading
+
+import astropy
+import astropy.units as u
+import astroquery
+import numpy as np
+import pytest
+import requests
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from fake_services import FakeServices
+
+from frsurvey._compat import astroquery as aq_compat
+from frsurvey._compat import fits as fits_compat
+
+ASTROPY = f"astropy {astropy.__version__}"
+ASTROQUERY = f"astroquery {astroquery.__version__}"
+
+
+def changed(package: str, what: str) -> str:
+    """The failure message: which release broke which promise, and where to mend it."""
+    return f"{package} changed what frsurvey relies on: {what} (mend frsurvey/_compat and this test)"
+
+
+# --------------------------------------------------------------------------------------------------
+# astropy.io.fits
+
+
+def _write(path, data, header=None, compress=False) -> None:
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.ImageHDU(data, header=header)])
+    if compress:
+        buf = io.BytesIO()
+        hdul.writeto(buf)
+        import gzip
+
+        path.write_bytes(gzip.compress(buf.getvalue()))
+    else:
+        hdul.writeto(path)
+
+
+def test_data_offset_is_where_the_pixels_start(tmp_path):
+    data = np.arange(37 * 23, dtype=">f4").reshape(23, 37)
+    path = tmp_path / "plain.fits"
+    header = fits.Header([("COMMENT", "x" * 60)] * 50)  # a header longer than one block
+    _write(path, data, header)
+    raw = path.read_bytes()
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        hdu = hdul[1]
+        info = hdu.fileinfo()
+        assert isinstance(info, dict) and "datLoc" in info, changed(ASTROPY, f"hdu.fileinfo() is {info!r}")
+        offset = fits_compat.data_offset(hdul, 1)
+        assert offset == hdul.fileinfo(1)["datLoc"], changed(ASTROPY, "HDU and HDUList fileinfo disagree")
+    assert offset % 2880 == 0 and offset > 2880, changed(ASTROPY, f"datLoc {offset} is no block boundary")
+    pixels = np.frombuffer(raw, dtype=">f4", count=data.size, offset=offset).reshape(data.shape)
+    np.testing.assert_array_equal(pixels, data, err_msg=changed(ASTROPY, "datLoc is not where the data start"))
+
+
+def test_compression_tells_a_decompressed_file(tmp_path):
+    data = np.ones((16, 16), dtype=">f4")
+    plain, packed = tmp_path / "a.fits", tmp_path / "b.fits"  # the gzip file has no .gz name
+    _write(plain, data)
+    _write(packed, data, compress=True)
+    assert hasattr(fits.HDUList, "fileinfo")
+    with fits.open(plain) as hdul:
+        assert hasattr(hdul, "_file"), changed(ASTROPY, "HDUList has no _file")
+        assert hasattr(hdul._file, "compression"), changed(ASTROPY, "HDUList._file has no compression")
+        assert not fits_compat.compression(hdul), changed(ASTROPY, "a plain file reads as compressed")
+    with fits.open(packed) as hdul:
+        assert fits_compat.compression(hdul) == "gzip", changed(
+            ASTROPY, f"a gzip file's compression is {fits_compat.compression(hdul)!r}"
+        )
+    assert fits_compat.compression(fits.HDUList()) is None
+
+
+def test_scaled_data_refuse_memory_mapping_with_the_known_message(tmp_path):
+    path = tmp_path / "scaled.fits"
+    hdu = fits.PrimaryHDU(np.arange(64, dtype=np.int16).reshape(8, 8))
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 2.0, 1.0
+    hdu.writeto(path)
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        try:
+            hdul[0].data  # noqa: B018 (reading the data is the test)
+        except Exception as exc:
+            assert fits_compat.refuses_memmap(exc), changed(ASTROPY, f"memory-mapping scaled data raises {exc!r}")
+        # a release that memory-maps scaled data (or scales on the fly) needs no fallback: nothing to mend
+    assert not fits_compat.refuses_memmap(ValueError("something else"))
+    assert not fits_compat.refuses_memmap(OSError(fits_compat.MEMMAP_REFUSAL))
+
+
+# --------------------------------------------------------------------------------------------------
+# astroquery
+
+
+class CountingSession(requests.Session):
+    """A session that notes every request sent through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        with self.lock:
+            self.sent.append((method, url))
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.fixture
+def services(tmp_path):
+    s = FakeServices(tmp_path / "served").start()
+    yield s
+    s.stop()
+
+
+def test_private_astroquery_names_are_there():
+    from astroquery.query import BaseQuery
+    from astroquery.skyview import SkyViewClass
+
+    assert isinstance(BaseQuery.__dict__.get("_request"), type(BaseQuery.__init__)), changed(
+        ASTROQUERY, "BaseQuery._request is gone"
+    )
+    assert "self._session" in inspect.getsource(BaseQuery.__init__), changed(ASTROQUERY, "BaseQuery has no _session")
+    params = list(inspect.signature(SkyViewClass._generate_payload).parameters)
+    assert params == ["self", "input"], changed(ASTROQUERY, f"SkyViewClass._generate_payload{params}")
+    params = list(inspect.signature(SkyViewClass._get_default_form_values).parameters)
+    assert params == ["self", "form"], changed(ASTROQUERY, f"SkyViewClass._get_default_form_values{params}")
+    assert isinstance(inspect.getattr_static(SkyViewClass, "survey_dict"), property), changed(
+        ASTROQUERY, "SkyViewClass.survey_dict is no property"
+    )
+
+
+def test_skyview_client_reads_the_form_once_over_our_session(services):
+    """Two queries: one form request, every request through our session, astroquery's own payload."""
+    session = CountingSession()
+    reads = []
+
+    def read_form(client):
+        if not reads:
+            from bs4 import BeautifulSoup
+
+            page = BeautifulSoup(session.get(services.skyview_url).content, "html.parser")
+            form = page.find("form")
+            reads.append(
+                (
+                    services.base + "/current/cgi/runquery.pl",
+                    aq_compat.form_defaults(client, form),
+                    {"Radio": ["VLA FIRST (1.4 GHz)"]},
+                )
+            )
+        return reads[0]
+
+    client = aq_compat.skyview_client(services.skyview_url, session, read_form)
+    coord = SkyCoord(150.123, 30.4567, unit="deg")
+    args = {"position": coord, "survey": "VLA FIRST (1.4 GHz)", "pixels": "300", "cache": False}
+    first = client.get_image_list(**args)
+    second = client.get_image_list(**args)
+    assert len(first) == len(second) == 1 and first[0].endswith(".fits"), changed(
+        ASTROQUERY, f"get_image_list gave {first}, {second}"
+    )
+    assert services.counts["/current/cgi/basicform.pl"] == 1, changed(
+        ASTROQUERY, "SkyViewClass.get_image_list no longer takes its form from _generate_payload"
+    )
+    assert services.total_requests == len(session.sent) == 3, changed(
+        ASTROQUERY, f"requests bypass the session given as BaseQuery._session: {session.sent}"
+    )
+    from astroquery.skyview import SkyViewClass
+
+    plain = SkyViewClass()
+    plain.URL = services.skyview_url
+    expected = plain.get_image_list(**args, get_query_payload=True)
+    assert client.get_image_list(**args, get_query_payload=True) == expected, changed(
+        ASTROQUERY, "the payload no longer is the form's defaults overridden by the query's values"
+    )
+    assert not services.bad_requests
+
+
+def test_first_payload_is_public_and_sends_nothing():
+    from astroquery.image_cutouts.first import FirstClass
+
+    session = CountingSession()
+    client = aq_compat.use_session(FirstClass(), session)
+    payload = aq_compat.first_payload(client, SkyCoord(162.75, 30.76, unit="deg"), 9 * u.arcmin)
+    assert set(payload) == {"RA", "Equinox", "ImageSize", "ImageType", "MaxImSize"}, changed(
+        ASTROQUERY, f"FirstClass's payload is {payload}"
+    )
+    assert payload["ImageSize"] == 9.0 and payload["ImageType"] == "FITS File", changed(ASTROQUERY, str(payload))
+    assert session.sent == []
