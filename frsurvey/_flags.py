@@ -98,9 +98,7 @@ def option(default: Any = None, flag: str | None = None, *, help: str = "", chec
 
 def _flagged(cls: type, names: Iterable[str] | None) -> list[dataclasses.Field]:
     wanted = None if names is None else set(names)
-    return [
-        f for f in dataclasses.fields(cls) if f.metadata.get("flag") and (wanted is None or f.name in wanted)
-    ]
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("flag") and (wanted is None or f.name in wanted)]
 
 
 def check_fields(obj: Any) -> None:

@@ -1,7 +1,7 @@
 """Small helpers shared by every layer: version, digests, atomic writes, user directories, progress bars, devices.
 
 This module is the bottom of the package: it imports nothing from
-frsurvey, and nothing heavy at import time (torch and tqdm are imported
+frsurvey but :mod:`frsurvey._flags`, and nothing heavy at import time (torch and tqdm are imported
 by the functions that need them), so that any module may use it.
 """
 
@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._flags import OptionError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -135,8 +137,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Raises
     ------
-    ValueError
-        If the name is not a device, or a GPU is asked for and none is available.
+    frsurvey._flags.OptionError
+        If the name is not a device, or a GPU is asked for and none is available (a ValueError).
     """
     import torch
 
@@ -150,13 +152,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N ({exc})") from None
+        raise OptionError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N ({exc})") from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {device!r}: frsurvey runs on auto, cpu, cuda[:N] or mps, not {dev.type}")
+        raise OptionError(f"--device {device!r}: frsurvey runs on auto, cpu, cuda[:N] or mps, not {dev.type}")
     if dev.type == "mps" and not mps:
-        raise ValueError("--device mps was asked for, but torch sees no MPS device here")
+        raise OptionError("--device mps was asked for, but torch sees no MPS device here")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
+        raise OptionError("--device cuda was asked for, but torch sees no CUDA GPU here")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
+        raise OptionError(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
     return dev

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import re
 import sys
 from collections.abc import Sequence
+
+from ._flags import OptionError, at_least
 
 __all__ = ["main"]
 
@@ -114,16 +115,6 @@ class _HelpFormatter(argparse.HelpFormatter):
 TRAIN_ARCHS = ("lenet", "cnn", "d4cnn", "resnet18")
 
 
-def _device(text: str) -> str:
-    """Return a ``--device`` value, or raise the argparse error that says which values there are."""
-    value = text.strip().lower()
-    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value):
-        return value
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a device: give auto (a GPU when there is one), cpu, cuda (cuda:N for the N-th GPU) or mps"
-    )
-
-
 def _arch(text: str) -> str:
     """Return a ``--arch`` value, or raise the argparse error that says what to give instead."""
     if text == "ensemble":
@@ -134,22 +125,6 @@ def _arch(text: str) -> str:
     if text not in TRAIN_ARCHS:
         raise argparse.ArgumentTypeError(f"unknown architecture {text!r}: give one of {', '.join(TRAIN_ARCHS)}")
     return text
-
-
-def _int_at_least(lowest: int):
-    """Return an argparse type: an integer >= ``lowest``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"give {lowest} or more, not {value}")
-        return value
-
-    parse.__name__ = f"integer >= {lowest}"
-    return parse
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -187,87 +162,26 @@ def _add_catalog_options(p: argparse.ArgumentParser) -> None:
     add_flags(p, ClassifyOptions, ["format", "table_index", "ra_col", "dec_col"])
     p.add_argument(
         "--max-catalog-bytes",
-        type=_positive_int,
+        type=at_least(1).parse,
         metavar="N",
         help="largest decompressed size of a compressed (.gz, .bz2, .xz) catalog (default 2 GiB)",
     )
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1 (bytes, pixels)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _add_source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images (any names, with WCS)")
-    p.add_argument(
-        "--source",
-        choices=["local", "skyview", "first"],
-        help="image source (default: local when --images is given, else skyview)",
-    )
-    p.add_argument(
-        "--max-image-pixels",
-        type=_positive_int,
-        metavar="N",
-        help="local images that must be decompressed whole (.gz, .fz, scaled): at most N pixels (default 100000000)",
-    )
-    p.add_argument(
-        "--max-image-bytes",
-        type=_positive_int,
-        metavar="N",
-        help="... and at most N bytes of decoded pixels (default 536870912, 512 MiB)",
-    )
-    _add_fetch_options(p)
+    from ._flags import add_flags
+    from .sources import SourceOptions
+
+    add_flags(p, SourceOptions, prefix="source_")
 
 
-def _add_fetch_options(p: argparse.ArgumentParser) -> None:
-    from .sources.http import conf
+def _source_options(args: argparse.Namespace):
+    """Return the SourceOptions of the image source flags (``--images``, ``--source``, ``--cache``, ...)."""
+    from ._flags import from_args
+    from .sources import SourceOptions
 
-    g = p.add_argument_group("online sources (skyview, first)")
-    g.add_argument("--skyview-url", metavar="URL", help="SkyView query form address (a mirror or stand-in)")
-    g.add_argument("--first-url", metavar="URL", help="FIRST cutout server address (a mirror or stand-in)")
-    g.add_argument("--cache", metavar="DIR", help="cutout cache (default: ~/.cache/frsurvey or $FRSURVEY_CACHE)")
-    g.add_argument("--offline", action="store_true", help="use the cache only; rows missing from it: not_cached")
-    g.add_argument("--fetch-workers", type=int, metavar="N", help=f"downloads at once (default {conf.workers})")
-    g.add_argument("--max-rate", type=float, metavar="R", help=f"requests/s, 0: no limit (default {conf.max_rate:g})")
-    g.add_argument(
-        "--fetch-timeout",
-        type=float,
-        metavar="S",
-        help=f"seconds one download may take in all (default {conf.timeout:g})",
-    )
-    g.add_argument(
-        "--max-download-bytes",
-        type=_positive_int,
-        metavar="N",
-        help=f"largest body of one download, decompressed (default {conf.max_bytes}, 64 MiB)",
-    )
-    g.add_argument("--retries", type=int, metavar="N", help=f"retries of a failed download (default {conf.retries})")
-    g.add_argument("--retry-backoff", type=float, metavar="S", help=f"first retry wait (default {conf.backoff:g})")
-
-
-def _fetch_options(args: argparse.Namespace) -> dict:
-    """Return the make_source keywords of the online-source options."""
-    return {
-        "skyview_url": args.skyview_url,
-        "first_url": args.first_url,
-        "cache": args.cache,
-        "offline": args.offline,
-        "workers": args.fetch_workers,
-        "max_rate": args.max_rate,
-        "timeout": args.fetch_timeout,
-        "retries": args.retries,
-        "backoff": args.retry_backoff,
-        "max_bytes": args.max_download_bytes,
-        "max_image_pixels": getattr(args, "max_image_pixels", None),
-        "max_image_bytes": getattr(args, "max_image_bytes", None),
-    }
+    _check_images(getattr(args, "source_images", None))
+    return from_args(SourceOptions, args, prefix="source_")
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -301,10 +215,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> argparse._ArgumentGroup:
     g = p.add_argument_group(title)
     g.add_argument("--arch", type=_arch, default="cnn", help=f"architecture: {', '.join(TRAIN_ARCHS)} (default cnn)")
-    g.add_argument("--width", type=_int_at_least(1), help="channel width of cnn/d4cnn (default: the network's, 16)")
+    g.add_argument("--width", type=at_least(1).parse, help="channel width of cnn/d4cnn (default: the network's, 16)")
     g.add_argument(
         "--stem-stride",
-        type=_int_at_least(1),
+        type=at_least(1).parse,
         help="cnn/d4cnn: stride of the first convolution (2: a quarter the work; default 2 for cnn, 1 for d4cnn)",
     )
     g.add_argument("--stretch", default="linear", choices=["linear", "sqrt", "log"], help="cnn/d4cnn: input stretch")
@@ -315,7 +229,7 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
     )
     g.add_argument(
         "--center-zoom",
-        type=_int_at_least(0),
+        type=at_least(0).parse,
         help="cnn/d4cnn: also give the centre magnified N times (default 3 for cnn, 0 (not) for d4cnn)",
     )
     g.add_argument(
@@ -331,13 +245,13 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
     )
     g.add_argument(
         "--head-pool",
-        type=_int_at_least(1),
+        type=at_least(1).parse,
         help="cnn/d4cnn: the head sees the last feature maps in N x N cells (default 3 for cnn, 1 (their mean) "
         "for d4cnn)",
     )
     g.add_argument(
         "--members",
-        type=_int_at_least(1),
+        type=at_least(1).parse,
         default=1,
         help="train N networks (seeds seed..seed+N-1) and average them: an ensemble (default 1)",
     )
@@ -348,8 +262,8 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
         help="augmentation: rotations by any angle, by multiples of 90 degrees and mirrorings (d4), or both",
     )
     g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this factor")
-    g.add_argument("--epochs", type=_int_at_least(1), default=40, help="passes over the training images")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=32, help="images per training step")
+    g.add_argument("--epochs", type=at_least(1).parse, default=40, help="passes over the training images")
+    g.add_argument("--batch-size", type=at_least(1).parse, default=32, help="images per training step")
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"], help="optimizer")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
@@ -362,12 +276,12 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
     g.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
     g.add_argument("--no-balance", action="store_true", help="do not balance the classes")
     g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
-    g.add_argument("--patience", type=_int_at_least(0), default=15, help="early stopping patience in epochs (0: none)")
+    g.add_argument("--patience", type=at_least(0).parse, default=15, help="early stopping patience in epochs (0: none)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same weights)")
     _add_device_option(g)
     g.add_argument(
         "--workers",
-        type=_int_at_least(0),
+        type=at_least(0).parse,
         default=0,
         help="DataLoader processes (default 0: in this process; the images are in memory already)",
     )
@@ -380,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._flags import add_flags
     from ._utils import __version__
     from .options import ClassifyOptions
+    from .sources import SourceOptions
 
     parser = argparse.ArgumentParser(
         prog="frsurvey",
@@ -408,8 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch", formatter_class=_HelpFormatter, help="download a catalog's cutouts into the cache, without classifying"
     )
     _add_catalog_options(f)
-    f.add_argument("--source", choices=["skyview", "first"], default="skyview", help="online source (default skyview)")
-    _add_fetch_options(f)
+    f.add_argument(
+        "--source", dest="source_source", choices=["skyview", "first"], default="skyview", help="online source"
+    )
+    add_flags(
+        f, SourceOptions, [n for n in SourceOptions.field_names() if n not in ("images", "source")], prefix="source_"
+    )
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(f)
     f.set_defaults(func=_cmd_fetch)
@@ -441,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="checkpoint to evaluate (default: the shipped model)")
     e.add_argument(
         "--cv",
-        type=_int_at_least(2),
+        type=at_least(2).parse,
         metavar="K",
         help="instead: K-fold cross-validation of training on the data (the training options below apply)",
     )
@@ -469,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="frsurvey", help="SAMP client name (default frsurvey)")
     s.add_argument(
         "--max-table-bytes",
-        type=_positive_int,
+        type=at_least(1).parse,
         default=None,
         metavar="N",
         help="largest table copied from a URL sent to the listener (default 2147483648, 2 GiB)",
@@ -485,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog_options(w)
     w.add_argument("--out", "-o", required=True, metavar="PNG", help="the picture to write")
     w.add_argument("--select", metavar="EXPR", help='rows to show, e.g. "P_FRII > 0.9" or "FR_STATUS != \'ok\'"')
-    w.add_argument("--max", type=_int_at_least(1), default=48, metavar="N", help="at most N panels (default 48)")
+    w.add_argument("--max", type=at_least(1).parse, default=48, metavar="N", help="at most N panels (default 48)")
     w.add_argument("--ncols", type=int, metavar="N", help="panels per row (default 6)")
     _add_source_options(w)
     _add_common(w)
@@ -503,86 +422,37 @@ def _check_images(images: str | None) -> None:
 
     folder = Path(images)
     if not folder.is_dir():
-        raise _UsageError(f"--images {images!r} is not a folder: give the folder that holds the FITS images")
+        raise OptionError(f"--images {images!r} is not a folder: give the folder that holds the FITS images")
     if not any(p.name.lower().endswith(FITS_SUFFIXES) and p.is_file() for p in folder.rglob("*")):
-        raise _UsageError(
+        raise OptionError(
             f"--images {images!r} holds no FITS file (names ending {', '.join(FITS_SUFFIXES)}): give the folder "
             "of the images, or leave --images out to download the cutouts (needs the network)"
         )
 
 
-def _classify_options(args: argparse.Namespace) -> dict:
-    """Return the classify_table keywords of the image source, model and position options (classify, samp)."""
-    _check_images(args.images)
-    return {
-        "images": args.images,
-        "model": args.model,
-        "source": args.source,
-        "source_options": _fetch_options(args),
-        "ra_col": args.ra_col,
-        "dec_col": args.dec_col,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "workers": args.workers,
-        "thresholds": _thresholds(args),
-    }
-
-
-def _thresholds(args: argparse.Namespace):
-    """Return the Thresholds of the --unresolved-*, --keep-too-large and --ood-threshold options."""
+def _classify_options(args: argparse.Namespace, **values):
+    """Return the ClassifyOptions of the parsed flags (classify, samp), with ``values`` replaced."""
+    from ._flags import from_args
     from .morphology import Thresholds
+    from .options import ClassifyOptions
 
-    if args.unresolved_size < 0 or args.unresolved_snr_size < 0:
-        raise _UsageError("--unresolved-size and --unresolved-snr-size must be 0 or more")
-    return Thresholds(
-        unresolved_size=args.unresolved_size,
-        unresolved_snr_size=args.unresolved_snr_size,
-        too_large=not args.keep_too_large,
-        ood_threshold=args.ood_threshold,
+    return from_args(
+        ClassifyOptions, args, source=_source_options(args), thresholds=from_args(Thresholds, args), **values
     )
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     from .run import classify_file
-
-    _check_out_format(args.out, args.out_format)
-    if args.chunk_size < 0:
-        raise _UsageError(f"--chunk-size must be 0 or more, not {args.chunk_size}")
-    import torch
-
     from .run.engine import idle_cores
 
+    _check_out_format(args.out, args.out_format)
     threads = args.threads if args.threads is not None else idle_cores()
     log.info("model threads: %d%s", threads, "" if args.threads is not None else " (the cores not busy now)")
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    with _terminate_as_interrupt(), _restore(lambda: torch.set_num_threads(saved_threads)):
-        run = classify_file(
-            args.catalog,
-            args.out,
-            format=args.format,
-            table_index=args.table,
-            out_format=args.out_format,
-            chunk_size=args.chunk_size,
-            dask=args.dask,
-            tta=False if args.no_tta else None,
-            progress=_progress_mode(args),
-            gallery=args.gallery,
-            gallery_max=args.gallery_max,
-            restart=args.restart,
-            **_classify_options(args),
-        )
+    options = _classify_options(args, threads=threads, progress=_progress_mode(args))
+    with _terminate_as_interrupt():
+        run = classify_file(args.catalog, args.out, model=args.model, options=options)
     print(f"frsurvey: {run.summary} -> {args.out}", file=sys.stderr)
     return EXIT_OK if run.all_ok else EXIT_PARTIAL
-
-
-@contextlib.contextmanager
-def _restore(undo):
-    """Call ``undo()`` on the way out of the block, however it is left."""
-    try:
-        yield
-    finally:
-        undo()
 
 
 def _check_out_format(out: str, out_format: str | None) -> None:
@@ -593,10 +463,10 @@ def _check_out_format(out: str, out_format: str | None) -> None:
         format_from_path(out, out_format)
     except CatalogError:
         if out_format is not None:
-            raise _UsageError(
+            raise OptionError(
                 f"--out-format {out_format!r} is not a catalog format: give fits, votable, ecsv or csv"
             ) from None
-        raise _UsageError(
+        raise OptionError(
             f"cannot tell the output format from the name {out!r}: end --out with .vot, .fits, .ecsv or .csv, "
             "or give --out-format (fits, votable, ecsv, csv)"
         ) from None
@@ -604,18 +474,12 @@ def _check_out_format(out: str, out_format: str | None) -> None:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch_catalog
-    from .sources import make_source
     from .status import Status, summarize
 
-    source = make_source(source=args.source, **_fetch_options(args))
+    options = _classify_options(args)
+    source = options.source.make()
     statuses, _ = fetch_catalog(
-        args.catalog,
-        source=source,
-        ra_col=args.ra_col,
-        dec_col=args.dec_col,
-        format=args.format,
-        table_index=args.table,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        args.catalog, source=source, options=options, progress=not args.no_progress and sys.stderr.isatty()
     )
     print(f"frsurvey: {summarize(statuses)} -> cache {source.cache.root}", file=sys.stderr)
     return EXIT_OK if all(s == Status.OK for s in statuses) else EXIT_PARTIAL
@@ -628,7 +492,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
     from .datasets import FRDEEPF, LabeledCatalog
 
     if args.dataset is None and args.catalog is None:
-        raise _UsageError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
+        raise OptionError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
     images, labels, names, cards = [], [], [], []
     if args.dataset == "frdeep-f":
         ds = _frdeep(args, split)
@@ -640,7 +504,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
         from .models import file_sha256
 
         if args.images is None:
-            raise _UsageError("--catalog needs --images DIR (where the catalog's FIRST images are)")
+            raise OptionError("--catalog needs --images DIR (where the catalog's FIRST images are)")
         _check_images(args.images)
         try:
             cat = LabeledCatalog(
@@ -651,7 +515,7 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
                 dec_col=args.dec_col,
             )
         except KeyError as exc:  # the label column
-            raise _UsageError(f"{exc.args[0] if exc.args else exc}: name it with --label-column") from None
+            raise OptionError(f"{exc.args[0] if exc.args else exc}: name it with --label-column") from None
         images.append(cat.data)
         labels.append(cat.targets)
         names += [f"row {r}" for r in cat.rows]
@@ -690,7 +554,7 @@ def _frdeep(args: argparse.Namespace, split: str):
     except DatasetMissingError:
         if download:
             raise
-        raise _UsageError(
+        raise OptionError(
             f"FRDEEP-F is not in {str(root)!r} (--data-root): add --download to fetch it ({FRDEEPF.url}, 0.3 MB), "
             f"or --dataset-url PATH to unpack a copy of {FRDEEPF.filename} you have"
         ) from None
@@ -735,7 +599,7 @@ def _train_config(args: argparse.Namespace):
             o["head_pool"],
         )
     elif args.stretch != "linear" or any(v is not None for v in small_cnn.values()):
-        raise _UsageError(
+        raise OptionError(
             "--stem-stride, --stretch, --radial, --center-zoom, --stem-pool, --align and --head-pool are options of "
             "--arch cnn or d4cnn"
         )
@@ -861,7 +725,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.cv:
         given = [option for dest, (option, default) in args.cv_only.items() if getattr(args, dest) != default]
         if given:
-            raise _UsageError(
+            raise OptionError(
                 f"{', '.join(given)}: training options, used only with --cv K (cross-validating a recipe); "
                 "without --cv, evaluate scores --model as it is"
             )
@@ -947,10 +811,9 @@ def _cmd_samp(args: argparse.Namespace) -> int:
 
     if not args.quiet and logging.getLogger("frsurvey").level > logging.INFO:
         logging.getLogger("frsurvey").setLevel(logging.INFO)  # a listener says what it does
-    options = _classify_options(args)
     extra = {"max_table_bytes": args.max_table_bytes} if args.max_table_bytes is not None else {}
     listener = SampClassifier(
-        allow_remote=args.allow_remote, name=args.name, table_index=args.table, **extra, **options
+        model=args.model, options=_classify_options(args), allow_remote=args.allow_remote, name=args.name, **extra
     )
     try:
         listener.start()
@@ -972,19 +835,12 @@ def _cmd_samp(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .show import show_catalog
 
-    _check_images(args.images)
     gallery = show_catalog(
         args.catalog,
         args.out,
-        images=args.images,
-        source=args.source,
-        source_options=_fetch_options(args),
+        options=_classify_options(args),
         select=args.select,
         max_images=args.max,
-        ra_col=args.ra_col,
-        dec_col=args.dec_col,
-        format=args.format,
-        table_index=args.table,
         ncols=args.ncols,
     )
     print(
@@ -993,10 +849,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
-
-
-class _UsageError(ValueError):
-    pass
 
 
 @contextlib.contextmanager
@@ -1071,6 +923,7 @@ def _run(args: argparse.Namespace) -> int:
     from .datasets import DatasetIntegrityError
     from .io import CatalogError
     from .models import CheckpointError
+    from .show import SelectError
 
     try:
         with _catalog_cap(getattr(args, "max_catalog_bytes", None)):
@@ -1084,15 +937,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    except (
-        CatalogError,
-        CheckpointError,
-        DatasetIntegrityError,
-        OSError,
-        KeyError,
-        _UsageError,
-        ValueError,
-    ) as exc:
+    except (CatalogError, CheckpointError, DatasetIntegrityError, OptionError, SelectError, OSError) as exc:
         if args.debug:
             raise
         print(f"frsurvey: error: {exc}", file=sys.stderr)
@@ -1106,7 +951,11 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug: say so briefly unless --debug
         if args.debug:
             raise
-        print(f"frsurvey: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        print(
+            f"frsurvey: internal error: {type(exc).__name__}: {exc} (a bug: rerun with --debug for the details "
+            "and report them)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

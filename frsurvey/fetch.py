@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from ._flags import OptionError
 from .io import find_position_columns, parse_positions, read_catalog
-from .sources import ImageSource, RemoteSource, make_source
+from .options import ClassifyOptions
+from .sources import ImageSource, RemoteSource
 from .status import FailureLog, Status
 
 __all__ = ["fetch_catalog"]
@@ -26,13 +28,10 @@ log = logging.getLogger(__name__)
 def fetch_catalog(
     table: Table | str | os.PathLike,
     *,
+    options: ClassifyOptions | None = None,
     source: ImageSource | str | None = None,
-    source_options: dict[str, Any] | None = None,
-    ra_col: str | None = None,
-    dec_col: str | None = None,
-    format: str | None = None,
-    table_index: int | None = None,
     progress: bool = False,
+    **fields: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Download into the cache the cutout of every row of a catalog; return per-row statuses.
 
@@ -40,15 +39,16 @@ def fetch_catalog(
     ----------
     table : astropy.table.Table or path
         The catalog, or a file :func:`frsurvey.io.read_catalog` reads.
+    options : ClassifyOptions, optional
+        The image source's options (an online source: ``skyview``, the
+        default, or ``first``; cache, download politeness) and the catalog's
+        (``ra_col``, ``dec_col``, ``format``, ``table_index``).
     source : RemoteSource or str, optional
-        An online source, or its name (``skyview``, the default, or ``first``).
-    source_options : dict, optional
-        Keyword arguments of :func:`frsurvey.sources.make_source`
-        (``cache``, ``skyview_url``, ``workers``, ``max_rate``, ...).
-    ra_col, dec_col, format, table_index : optional
-        As for :func:`frsurvey.classify_table`.
+        An online source, or its name, instead of the options'.
     progress : bool
         Show a progress bar on stderr.
+    **fields
+        Options by name instead (:meth:`ClassifyOptions.build`).
 
     Returns
     -------
@@ -58,18 +58,19 @@ def fetch_catalog(
 
     Raises
     ------
-    ValueError
+    frsurvey._flags.OptionError
         If the source is not an online one.
     frsurvey.io.CatalogError
         If the catalog cannot be read or has no position columns.
     """
+    opts = ClassifyOptions.build(options, source=None if isinstance(source, ImageSource) else source, **fields)
     if not isinstance(table, Table):
-        table = read_catalog(table, format=format, table=table_index)
-    ra_name, dec_name = find_position_columns(table, ra_col, dec_col)
+        table = read_catalog(table, format=opts.format, table=opts.table_index)
+    ra_name, dec_name = find_position_columns(table, opts.ra_col, opts.dec_col)
     if not isinstance(source, ImageSource):
-        source = make_source(source=source or "skyview", **(source_options or {}))
+        source = opts.source.make()
     if not isinstance(source, RemoteSource):
-        raise ValueError(f"fetching needs an online source (skyview, first), not {source.name}")
+        raise OptionError(f"fetching needs an online source (skyview, first), not {source.name}")
     ra, dec, status, message = parse_positions(table, ra_name, dec_name, with_reasons=True)
     rows = np.flatnonzero(status == Status.OK)
     log.info("fetching %d position(s) from %s", len(rows), source.describe())

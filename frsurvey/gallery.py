@@ -21,7 +21,16 @@ from .io.positions import find_position_columns, parse_positions
 from .prepare import PreparedCutouts
 from .status import Status
 
-__all__ = ["DEFAULT_MAX", "Gallery", "GalleryKeeper", "cell_value", "draw_gallery", "draw_rows", "from_model_input", "recut"]
+__all__ = [
+    "DEFAULT_MAX",
+    "Gallery",
+    "GalleryKeeper",
+    "cell_value",
+    "draw_gallery",
+    "draw_rows",
+    "from_model_input",
+    "recut",
+]
 
 log = logging.getLogger(__name__)
 

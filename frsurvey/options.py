@@ -139,8 +139,7 @@ class ClassifyOptions:
         "--restart",
         action="store_true",
         group=LARGE,
-        help="do not resume from the journal an interrupted run left beside --out (<out>.frsurvey-partial); "
-        "start over",
+        help="do not resume from the journal an interrupted run left beside --out (<out>.frsurvey-partial); start over",
     )
     progress: bool | str = False
 

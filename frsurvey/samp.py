@@ -50,6 +50,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ._flags import OptionError
+from ._utils import __version__, resolve_device
+from .options import ClassifyOptions
+from .sources import ImageSource
+
 __all__ = ["FORMAT_OF_MTYPE", "MTYPES", "SampClassifier", "SampError", "is_local_url", "samp_module"]
 
 log = logging.getLogger(__name__)
@@ -194,10 +199,14 @@ class SampClassifier:
         Largest table copied, in bytes (default :data:`MAX_TABLE_BYTES`); a
         larger one, or a ``file:`` URL naming anything but a regular file
         (``/dev/zero``, a pipe), is refused with an error reply.
-    **options
-        Keywords of :func:`frsurvey.classify_table`: ``source``,
-        ``source_options``, ``ra_col``, ``dec_col``, ``table_index``,
-        ``batch_size``, ``device``, ``workers``.
+    options : ClassifyOptions, optional
+        How to classify, as for :func:`frsurvey.classify_table` (the image
+        source's options, ``ra_col``, ``dec_col``, ``table_index``,
+        ``batch_size``, ``device``, ``workers``, thresholds, ...).
+    source : ImageSource or str, optional
+        An image source instance, or a source's name, instead of the options'.
+    **fields
+        Options by name instead (:meth:`ClassifyOptions.build`).
 
     Examples
     --------
@@ -216,9 +225,13 @@ class SampClassifier:
         addr: str = "127.0.0.1",
         fetch_timeout: float = 60.0,
         max_table_bytes: int = MAX_TABLE_BYTES,
-        **options: Any,
+        options: ClassifyOptions | None = None,
+        source: ImageSource | str | None = None,
+        **fields: Any,
     ) -> None:
-        self.images = images
+        self.options = ClassifyOptions.build(
+            options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
+        )
         self.model_spec = model
         self.allow_remote = bool(allow_remote)
         self.name = name
@@ -227,11 +240,10 @@ class SampClassifier:
         self.fetch_timeout = float(fetch_timeout)
         self.max_table_bytes = int(max_table_bytes)
         if self.max_table_bytes < 1 or not self.fetch_timeout > 0:
-            raise ValueError("max_table_bytes must be at least 1 and fetch_timeout above 0")
-        self.options = dict(options)
+            raise OptionError("max_table_bytes must be at least 1 and fetch_timeout above 0")
         self.client = None
         self.model = None
-        self.source = None
+        self.source = source if isinstance(source, ImageSource) else None
         self.work_dir: Path | None = None
         #: One dict per table handled: name, sender, status, summary, error, result path and recipients.
         self.history: list[dict] = []
@@ -253,20 +265,14 @@ class SampClassifier:
         frsurvey.models.CheckpointError, ValueError
             If the model or image source options are unusable.
         """
-        from ._utils import resolve_device
         from .run.engine import get_model
-        from .sources import ImageSource, make_source
 
         samp = samp_module()
         self._find_hub(samp)  # before the slow part: no hub, no need to load anything
-        device = resolve_device(self.options.get("device", "auto"))
-        self.model = get_model(self.model_spec, device)
-        source = self.options.pop("source", None)
-        source_options = self.options.pop("source_options", None) or {}
-        self.source = source if isinstance(source, ImageSource) else make_source(self.images, source, **source_options)
+        self.model = get_model(self.model_spec, resolve_device(self.options.device))
+        if self.source is None:
+            self.source = self.options.source.make()
         self.work_dir = Path(tempfile.mkdtemp(prefix="frsurvey-samp-"))
-        from ._utils import __version__
-
         metadata = {
             "samp.description.text": "Fanaroff-Riley classification of FIRST radio sources: send it a table, "
             "get the table back with FR_CLASS, P_FRI, P_FRII, FR_UNCERTAINTY and FR_STATUS",
@@ -385,15 +391,6 @@ class SampClassifier:
             self._answer_queued("frsurvey is stopping: this table was not classified")
         log.info("stopping: %s", self._stop_reason or "asked to stop")
         return self._stop_reason
-
-    def process_pending(self, timeout: float = 0.0) -> bool:
-        """Process one queued table if one arrives within ``timeout`` seconds; return whether one did."""
-        try:
-            job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return False
-        self.process(job)
-        return True
 
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
@@ -553,10 +550,9 @@ class SampClassifier:
         fmt = FORMAT_OF_MTYPE[job.mtype]
         record = {"number": job.number, "name": job.name, "sender": job.sender}
         try:
-            options = {k: v for k, v in self.options.items() if k != "table_index"}
-            table = read_catalog(job.path, format=fmt, table=self.options.get("table_index"))
+            table = read_catalog(job.path, format=fmt, table=self.options.table_index)
             self._progress(job, f"classifying {len(table)} rows", 0)
-            result = classify_table(table, model=self.model, source=self.source, **options)
+            result = classify_table(table, model=self.model, source=self.source, options=self.options)
             statuses = [str(s) for s in result["FR_STATUS"]]
             summary = summarize(statuses)
             out = self.work_dir / f"{_file_stem(job.name)}-frsurvey-{job.number}{_SUFFIX[fmt]}"

@@ -14,11 +14,16 @@ from __future__ import annotations
 import ast
 import logging
 import os
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
 
+from ._flags import OptionError
 from .gallery import DEFAULT_MAX, Gallery, draw_rows
+from .io import CatalogError, read_catalog
+from .options import ClassifyOptions
+from .sources import ImageSource
 
 __all__ = ["MAX_EXPRESSION", "SelectError", "select_rows", "show_catalog"]
 
@@ -290,15 +295,12 @@ def show_catalog(
     out: str | os.PathLike,
     images: str | os.PathLike | None = None,
     *,
-    source=None,
-    source_options: dict | None = None,
+    options: ClassifyOptions | None = None,
+    source: ImageSource | str | None = None,
     select: str | None = None,
     max_images: int = DEFAULT_MAX,
-    ra_col: str | None = None,
-    dec_col: str | None = None,
-    format: str | None = None,
-    table_index: int | None = None,
     ncols: int | None = None,
+    **fields: Any,
 ) -> Gallery:
     """Draw the cutouts of a labeled catalog's rows, with label, probability and status, as a PNG.
 
@@ -310,15 +312,14 @@ def show_catalog(
         when present).
     out : path
         The PNG to write.
-    images, source, source_options :
-        The image source, as for :func:`frsurvey.classify_table`: the
-        cutouts are cut and prepared again exactly as classification did.
+    images, source, options, **fields :
+        The image source and the catalog's options (``ra_col``, ``dec_col``,
+        ``format``, ``table_index``), as for :func:`frsurvey.classify_table`:
+        the cutouts are cut and prepared again exactly as classification did.
     select : str, optional
         Which rows (see :func:`select_rows`), e.g. ``P_FRII > 0.9``.
     max_images : int
         At most this many panels, the first matching rows in catalog order.
-    ra_col, dec_col, format, table_index : optional
-        As for :func:`frsurvey.classify_table`.
     ncols : int, optional
         Panels per row of the grid.
 
@@ -333,22 +334,30 @@ def show_catalog(
     frsurvey.io.CatalogError
         If the catalog cannot be read, is not labeled, or has no positions.
     """
-    from .io import CatalogError, read_catalog
-    from .sources import ImageSource, make_source
-
+    opts = ClassifyOptions.build(
+        options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
+    )
     if not isinstance(table, Table):
-        table = read_catalog(table, format=format, table=table_index)
+        table = read_catalog(table, format=opts.format, table=opts.table_index)
     if "FR_STATUS" not in table.colnames:
         raise CatalogError(
             "this catalog has no FR_STATUS column: it is not a catalog labeled by frsurvey (classify it first)"
         )
     if max_images < 1:
-        raise ValueError("--max must be at least 1")
+        raise OptionError("--max must be at least 1")
     mask = select_rows(table, select)
     matched = np.flatnonzero(mask)
     rows = [int(r) for r in matched[:max_images]]
     if not isinstance(source, ImageSource):
-        source = make_source(images=images, source=source, **(source_options or {}))
+        source = opts.source.make()
     return draw_rows(
-        table, rows, out, source, selected=len(matched), select=select, ncols=ncols, ra_col=ra_col, dec_col=dec_col
+        table,
+        rows,
+        out,
+        source,
+        selected=len(matched),
+        select=select,
+        ncols=ncols,
+        ra_col=opts.ra_col,
+        dec_col=opts.dec_col,
     )

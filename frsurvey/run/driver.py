@@ -273,6 +273,22 @@ def _classify_whole(catalog, out, model, source: ImageSource | None, opts: Class
     return RunSummary(path, len(table), dict(statuses), 1)
 
 
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """While in the block, the model runs on ``n`` CPU threads (None: torch's setting as it is)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _set_up(first: Table, model, source: ImageSource | None, opts: ClassifyOptions):
     """Return (model, image source, device, RA column, Dec column) of a run whose first chunk is ``first``."""
     ra_name, dec_name = find_position_columns(first, opts.ra_col, opts.dec_col)

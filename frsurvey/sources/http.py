@@ -27,6 +27,8 @@ from typing import Any
 
 import requests
 
+from .._flags import OptionError
+
 __all__ = [
     "FetchConf",
     "FetchError",
@@ -120,7 +122,7 @@ def fetch_settings(
     """
     out: dict[str, Any] = {"max_bytes": int(conf.max_bytes if max_bytes is None else max_bytes)}
     if out["max_bytes"] < 1:
-        raise ValueError(f"max_bytes must be at least 1, not {out['max_bytes']}")
+        raise OptionError(f"max_bytes must be at least 1, not {out['max_bytes']}")
     out["workers"] = int(conf.workers if workers is None else workers)
     out["max_rate"] = float(conf.max_rate if max_rate is None else max_rate)
     out["timeout"] = float(conf.timeout if timeout is None else timeout)
@@ -129,9 +131,9 @@ def fetch_settings(
     out["backoff_max"] = float(conf.backoff_max if backoff_max is None else backoff_max)
     out["give_up_after"] = int(conf.give_up_after if give_up_after is None else give_up_after)
     if out["workers"] < 1:
-        raise ValueError(f"fetch workers must be at least 1, not {out['workers']}")
+        raise OptionError(f"fetch workers must be at least 1, not {out['workers']}")
     if out["max_rate"] < 0 or out["timeout"] <= 0 or out["retries"] < 0 or out["backoff"] < 0:
-        raise ValueError("max_rate, retries and backoff must be >= 0 and timeout > 0")
+        raise OptionError("max_rate, retries and backoff must be >= 0 and timeout > 0")
     return out
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._compat import fits as fits_compat
+from .._flags import OptionError
 from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
@@ -56,7 +57,7 @@ def image_caps(max_image_pixels: int | None = None, max_image_bytes: int | None 
     pixels = int(MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels)
     nbytes = int(MAX_IMAGE_BYTES if max_image_bytes is None else max_image_bytes)
     if pixels < 1 or nbytes < 1:
-        raise ValueError("--max-image-pixels and --max-image-bytes must be at least 1")
+        raise OptionError("--max-image-pixels and --max-image-bytes must be at least 1")
     return pixels, nbytes
 
 

@@ -6,15 +6,19 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .._flags import Check, OptionError, at_least, check_fields, option
 from ..preprocess import PIXEL_SCALE_ARCSEC
 from .base import ImageSource
 from .cache import CutoutCache
 from .first import FIRSTSource
-from .http import fetch_settings
+from .http import conf, fetch_settings
 from .local import LocalFITSSource, image_caps
 from .skyview import SkyViewSource
 
 __all__ = ["SOURCES", "SourceOptions"]
+
+#: The title of the online sources' options on the command line.
+ONLINE = "online sources (skyview, first)"
 
 #: The names ``--source`` takes.
 SOURCES = ("local", "skyview", "first")
@@ -79,35 +83,113 @@ class SourceOptions:
         of :func:`~frsurvey.sources.make_source`.
     """
 
-    images: str | os.PathLike | None = None
-    source: str | None = None
-    skyview_url: str | None = None
-    first_url: str | None = None
-    cache: str | os.PathLike | CutoutCache | None = None
-    offline: bool = False
-    workers: int | None = None
-    max_rate: float | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    backoff: float | None = None
+    images: str | os.PathLike | None = option(
+        None, "--images", metavar="DIR", help="directory of FIRST FITS images (any names, with WCS)"
+    )
+    source: str | None = option(
+        None,
+        "--source",
+        choices=SOURCES,
+        help="image source (default: local when --images is given, else skyview)",
+    )
+    skyview_url: str | None = option(
+        None, "--skyview-url", metavar="URL", group=ONLINE, help="SkyView query form address (a mirror or stand-in)"
+    )
+    first_url: str | None = option(
+        None, "--first-url", metavar="URL", group=ONLINE, help="FIRST cutout server address (a mirror or stand-in)"
+    )
+    cache: str | os.PathLike | CutoutCache | None = option(
+        None,
+        "--cache",
+        metavar="DIR",
+        group=ONLINE,
+        help="cutout cache (default: ~/.cache/frsurvey or $FRSURVEY_CACHE)",
+    )
+    offline: bool = option(
+        False,
+        "--offline",
+        action="store_true",
+        group=ONLINE,
+        help="use the cache only; rows missing from it: not_cached",
+    )
+    workers: int | None = option(
+        None,
+        "--fetch-workers",
+        check=Check(int),
+        metavar="N",
+        group=ONLINE,
+        help=f"downloads at once (default {conf.workers})",
+    )
+    max_rate: float | None = option(
+        None,
+        "--max-rate",
+        check=Check(float),
+        metavar="R",
+        group=ONLINE,
+        help=f"requests/s, 0: no limit (default {conf.max_rate:g})",
+    )
+    timeout: float | None = option(
+        None,
+        "--fetch-timeout",
+        check=Check(float),
+        metavar="S",
+        group=ONLINE,
+        help=f"seconds one download may take in all (default {conf.timeout:g})",
+    )
+    retries: int | None = option(
+        None,
+        "--retries",
+        check=Check(int),
+        metavar="N",
+        group=ONLINE,
+        help=f"retries of a failed download (default {conf.retries})",
+    )
+    backoff: float | None = option(
+        None,
+        "--retry-backoff",
+        check=Check(float),
+        metavar="S",
+        group=ONLINE,
+        help=f"first retry wait (default {conf.backoff:g})",
+    )
     backoff_max: float | None = None
     give_up_after: int | None = None
-    max_bytes: int | None = None
+    max_bytes: int | None = option(
+        None,
+        "--max-download-bytes",
+        check=at_least(1),
+        metavar="N",
+        group=ONLINE,
+        help=f"largest body of one download, decompressed (default {conf.max_bytes}, 64 MiB)",
+    )
     pixel_scale: float = PIXEL_SCALE_ARCSEC
-    max_image_pixels: int | None = None
-    max_image_bytes: int | None = None
+    max_image_pixels: int | None = option(
+        None,
+        "--max-image-pixels",
+        check=at_least(1),
+        metavar="N",
+        help="local images that must be decompressed whole (.gz, .fz, scaled): at most N pixels (default 100000000)",
+    )
+    max_image_bytes: int | None = option(
+        None,
+        "--max-image-bytes",
+        check=at_least(1),
+        metavar="N",
+        help="... and at most N bytes of decoded pixels (default 536870912, 512 MiB)",
+    )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         name = self.name
         if name == "local":
             if self.images is None:
-                raise ValueError("--source local needs --images DIR")
+                raise OptionError("--source local needs --images DIR")
             image_caps(self.max_image_pixels, self.max_image_bytes)
             return
         if name in ("skyview", "first") and self.images is not None:
-            raise ValueError(f"--images DIR is a local source: give --source local, or drop --images to use {name}")
+            raise OptionError(f"--images DIR is a local source: give --source local, or drop --images to use {name}")
         if name not in SOURCES:
-            raise ValueError(f"unknown image source {name!r}; known: {', '.join(SOURCES)}")
+            raise OptionError(f"unknown image source {name!r}; known: {', '.join(SOURCES)}")
         fetch_settings(**self.fetch_options())
 
     @property
