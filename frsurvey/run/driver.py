@@ -32,7 +32,8 @@ from ..io.write import ChunkWriter, write_catalog
 from ..models import FRClassifier
 from ..options import ClassifyOptions
 from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
-from ..progress import LINE_INTERVAL, RowProgress
+from .. import progress as _progress
+from ..progress import RowProgress
 from ..sources import ImageSource
 from ..status import FailureLog, Status, summarize_counts
 from .engine import get_model, numeric_settings, provenance, with_results
@@ -304,7 +305,7 @@ def _progress_bar(progress: bool | str, rows: int | None) -> RowProgress | None:
     """Return the progress display of a run of ``rows`` rows (None: unknown), or None for none."""
     if not progress:
         return None
-    return RowProgress(rows, "lines" if progress == "lines" else "bar", interval=LINE_INTERVAL)
+    return RowProgress(rows, "lines" if progress == "lines" else "bar", interval=_progress.LINE_INTERVAL)
 
 
 def _runner(model, source: ImageSource, dev, opts: ClassifyOptions, bar) -> LocalRunner | DaskRunner:
