@@ -18,11 +18,6 @@ request, how to read the answer); this class does the rest:
 - With ``offline=True`` nothing is downloaded: keys missing from the cache
   become ``not_cached``.
 
-The background downloads run in a :class:`concurrent.futures.ThreadPoolExecutor`
-of ``workers`` threads, one task per cache file, taken in the order they
-were queued; a :meth:`~RemoteSource.load` of a key being downloaded waits
-for its task.
-
 Sources are picklable: sessions, threads and locks belong to the process
 that made them and are recreated lazily elsewhere. DataLoader worker
 processes of a run whose parent is prefetching do not download: they wait
@@ -31,6 +26,13 @@ cache file, a note per failure, a ``finished`` marker in a run directory)
 because they are other processes, forked or spawned by torch after the
 prefetch started: no in-process primitive reaches them, and the cache file
 is what they read anyway.
+
+The background threads are daemon threads of this module's own small pool
+rather than a :class:`concurrent.futures.ThreadPoolExecutor`: at interpreter
+exit, concurrent.futures joins its worker threads after they have run every
+task still queued (and waited out their retries), so a run ended without
+:meth:`~RemoteSource.close` would go on downloading the rest of its catalog;
+daemon threads end with the process.
 """
 
 from __future__ import annotations
@@ -42,10 +44,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,39 +111,22 @@ def _connect_probe(url: str, timeout: float) -> str | None:
 
 
 class _Runtime:
-    """The per-process, unpicklable state of a source: session, client, fetch pool."""
+    """The per-process, unpicklable state of a source: session, client, fetch threads."""
 
     def __init__(self, session: PoliteSession) -> None:
         self.pid = os.getpid()
         self.session = session
         self.client = None
-        self.lock = threading.Lock()  # the client
-        self.state = threading.RLock()  # what follows (re-entered by the callbacks of futures cancelled under it)
-        self.executor: ThreadPoolExecutor | None = None
-        self.tasks: dict[str, Future] = {}  # cache path -> its download, queued or running
-        self.outstanding = 0  # downloads queued or running
+        self.lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.queue: deque = deque()
+        self.pending: set[str] = set()  # cache paths queued or being fetched
         self.failures: dict[str, str] = {}  # cache path -> why its download failed
+        self.threads: list[threading.Thread] = []
+        self.running = 0
         self.streak = 0  # downloads in a row that failed for good
         self.probed = False  # one connection to the service was tried (see RemoteSource.prefetch)
         self.stop = threading.Event()
-
-    def stopped(self) -> bool:
-        """Whether the downloads should end: the source was closed, or the interpreter is exiting.
-
-        (At exit, Python joins the pool's threads after the main thread has
-        stopped: queued downloads are not started then, nor retries waited for.)
-        """
-        return self.stop.is_set() or not threading.main_thread().is_alive()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep ``seconds``; return True at once if :meth:`stopped` becomes true meanwhile."""
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if self.stop.wait(max(0.0, min(left, 0.25))) or self.stopped():
-                return True
-            if left <= 0.25:
-                return False
 
 
 class RemoteSource(ImageSource):
@@ -308,9 +291,8 @@ class RemoteSource(ImageSource):
     def prefetch(self, keys: Sequence[Hashable | Cutout]) -> None:
         """Start downloading, in the background, the cutouts of ``keys`` missing from the cache.
 
-        Returns at once. A pool of ``workers`` threads takes the keys in
-        order; keys whose request is the same are downloaded once. Offline,
-        does nothing.
+        Returns at once. ``workers`` threads take the keys in order; keys
+        whose request is the same are downloaded once. Offline, does nothing.
 
         The first time, before anything is queued, one connection to the
         service is tried: when it cannot be made (no network, a name that
@@ -336,21 +318,24 @@ class RemoteSource(ImageSource):
             self._run_dir = tempfile.mkdtemp(prefix="frsurvey-fetch-")
             self._run_pid = os.getpid()
         queued = 0
-        with rt.state:
+        with rt.cond:
             Path(self._run_dir, "finished").unlink(missing_ok=True)
             for key, path in zip(todo, paths):
                 p = str(path)
-                if p in rt.tasks or p in rt.failures or path.exists():
+                if p in rt.pending or p in rt.failures or path.exists():
                     continue
-                if rt.executor is None:
-                    rt.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="frsurvey-fetch")
-                rt.outstanding += 1
-                task = rt.tasks[p] = rt.executor.submit(self._fetch_task, rt, p, key)
-                task.add_done_callback(partial(self._task_done, rt))
+                rt.pending.add(p)
+                rt.queue.append((p, key))
                 queued += 1
             if not queued:
                 Path(self._run_dir, "finished").touch()
                 return
+            start = min(self.workers, len(rt.queue)) - rt.running
+            for _ in range(max(0, start)):
+                t = threading.Thread(target=self._fetch_loop, args=(rt,), name="frsurvey-fetch", daemon=True)
+                rt.threads.append(t)
+                rt.running += 1
+                t.start()
         log.info("%s: fetching %d cutout(s) missing from the cache %s", self.name, queued, self.cache.root)
 
     def _probe(self, rt: _Runtime) -> None:
@@ -363,35 +348,35 @@ class RemoteSource(ImageSource):
                 f"or the address (--{self.name}-url), or, {WAYS_OUT}"
             )
 
-    def _fetch_task(self, rt: _Runtime, path: str, key: tuple[float, float]) -> str | None:
-        """Download one queued key (a pool task); note the outcome; return None, or why it failed."""
-        if rt.stopped():
-            with rt.state:
-                rt.tasks.pop(path, None)
-            return "cancelled"
-        try:
-            reason = self._fetch_to_cache(Path(path), key, rt)
-        except BaseException as exc:  # never leave a waiter without a reason
-            log.exception("%s: unexpected error fetching %s", self.name, key)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-        dropped: list[str] = []
-        with rt.state:
-            rt.tasks.pop(path, None)
-            if reason is None:
-                rt.streak = 0
-            else:
-                rt.failures[path] = reason
-                rt.streak += 1
-                if self.give_up_after and rt.streak >= self.give_up_after:
-                    given_up = f"not tried: the last {rt.streak} downloads from {self.url} failed (last: {reason})"
-                    for p, task in list(rt.tasks.items()):
-                        rt.failures[p] = given_up  # before cancel() wakes its waiters
-                        if task.cancel():  # still queued: never started
-                            del rt.tasks[p]
-                            dropped.append(p)
-                        else:  # already running: it finishes
-                            del rt.failures[p]
-                    if dropped:
+    def _fetch_loop(self, rt: _Runtime) -> None:
+        while True:
+            with rt.cond:
+                if rt.stop.is_set() or not rt.queue:
+                    rt.running -= 1
+                    if rt.running == 0 and self._run_dir and not rt.stop.is_set():
+                        Path(self._run_dir, "finished").touch()
+                    return
+                path, key = rt.queue.popleft()
+            try:
+                reason = self._fetch_to_cache(Path(path), key, rt)
+            except BaseException as exc:  # never leave a waiter hanging
+                log.exception("%s: unexpected error fetching %s", self.name, key)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+            dropped: list[str] = []
+            with rt.cond:
+                rt.pending.discard(path)
+                if reason is None:
+                    rt.streak = 0
+                else:
+                    rt.failures[path] = reason
+                    rt.streak += 1
+                    if self.give_up_after and rt.streak >= self.give_up_after and rt.queue:
+                        dropped = [p for p, _ in rt.queue]
+                        rt.queue.clear()
+                        given_up = f"not tried: the last {rt.streak} downloads from {self.url} failed (last: {reason})"
+                        for p in dropped:
+                            rt.pending.discard(p)
+                            rt.failures[p] = given_up
                         log.warning(
                             "%s: %d downloads in a row failed (last: %s); not trying the %d still queued "
                             "(those already started finish); %s",
@@ -401,18 +386,11 @@ class RemoteSource(ImageSource):
                             len(dropped),
                             WAYS_OUT,
                         )
-        if reason is not None and self._run_dir:
-            self._note_failure(path, reason)
-            for p in dropped:
-                self._note_failure(p, rt.failures[p])
-        return reason
-
-    def _task_done(self, rt: _Runtime, task: Future) -> None:
-        """A download finished or was cancelled: when none is left, mark the run finished for child processes."""
-        with rt.state:
-            rt.outstanding -= 1
-            if rt.outstanding == 0 and self._run_dir and not rt.stop.is_set():
-                Path(self._run_dir, "finished").touch()
+                rt.cond.notify_all()
+            if reason is not None and self._run_dir:
+                self._note_failure(path, reason)
+                for p in dropped:
+                    self._note_failure(p, rt.failures[p])
 
     def _failure_note(self, path: str) -> Path:
         return Path(self._run_dir or ".", hashlib.sha1(path.encode()).hexdigest() + ".failed")
@@ -428,7 +406,7 @@ class RemoteSource(ImageSource):
         ra, dec = key
         attempts = self.retries + 1
         for attempt in range(attempts):
-            if rt.stopped():
+            if rt.stop.is_set():
                 return "cancelled"
             try:
                 content = self._download(ra, dec, self._client(rt), rt.session)
@@ -450,7 +428,7 @@ class RemoteSource(ImageSource):
                     self.retries,
                     delay,
                 )
-                if rt.wait(delay):
+                if rt.stop.wait(delay):
                     return "cancelled"
                 continue
             try:
@@ -487,11 +465,9 @@ class RemoteSource(ImageSource):
                 return outcome  # type: ignore[return-value]
         rt = self._runtime()
         p = str(path)
-        with rt.state:
-            task = rt.tasks.get(p)
-        if task is not None:
-            wait_for([task])  # done, or cancelled (given up on, or the source closed)
-        with rt.state:
+        with rt.cond:
+            while p in rt.pending:
+                rt.cond.wait()
             if p in rt.failures:
                 return rt.failures[p]
         if path.exists():
@@ -555,12 +531,12 @@ class RemoteSource(ImageSource):
         rt, self._rt = self._rt, None
         if rt is not None and rt.pid == os.getpid():
             rt.stop.set()
-            with rt.state:
-                executor, running = rt.executor, list(rt.tasks.values())
-                rt.tasks.clear()
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)  # queued: cancelled, their waiters woken
-                wait_for(running, timeout=0.05)
+            with rt.cond:
+                rt.queue.clear()
+                rt.pending.clear()
+                rt.cond.notify_all()
+            for t in rt.threads:
+                t.join(timeout=0.05)
             rt.session.close()
         if self._run_dir and self._run_pid == os.getpid():
             shutil.rmtree(self._run_dir, ignore_errors=True)
