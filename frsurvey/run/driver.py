@@ -23,6 +23,7 @@ from typing import Any
 
 from astropy.table import Table
 
+from .. import progress as _progress
 from .._utils import __version__, resolve_device
 from ..gallery import draw_rows
 from ..io.formats import format_from_path
@@ -32,7 +33,6 @@ from ..io.write import ChunkWriter, write_catalog
 from ..models import FRClassifier
 from ..options import ClassifyOptions
 from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
-from .. import progress as _progress
 from ..progress import RowProgress
 from ..sources import ImageSource
 from ..status import FailureLog, Status, summarize_counts
