@@ -198,3 +198,68 @@ def test_first_payload_is_public_and_sends_nothing():
     )
     assert payload["ImageSize"] == 9.0 and payload["ImageType"] == "FITS File", changed(ASTROQUERY, str(payload))
     assert session.sent == []
+
+
+# --------------------------------------------------------------------------------------------------
+# astropy.io.votable's writer
+
+
+def _astropy_votable_text(table, tmp_path, name="t.vot") -> str:
+    from astropy.io.votable.tree import VOTableFile
+
+    path = tmp_path / name
+    VOTableFile.from_table(table).to_xml(str(path))
+    return path.read_text(encoding="utf-8")
+
+
+def test_blank_elements_of_an_array_cell_are_written_one_by_one(tmp_path):
+    from astropy.io.votable import converters
+    from astropy.io.votable.tree import Field, VOTableFile
+    from astropy.table import MaskedColumn, Table
+
+    from frsurvey._compat import votable as vot_compat
+
+    assert callable(getattr(Field, "_setup", None)), changed(ASTROPY, "Field._setup is gone")
+    col = MaskedColumn([[True, False], [False, True]], mask=[[True, True], [False, False]], name="b")
+    table = Table([col])
+    vot = VOTableFile.from_table(table)
+    field = vot.resources[0].tables[0].fields[0]
+    field.datatype = "boolean"
+    field.converter = converters.get_converter(field)
+    assert hasattr(field.converter, "supports_empty_values"), changed(
+        ASTROPY, "converters decide empty cells otherwise"
+    )
+    vot_compat.write_blank_array_elements(field)
+    path = tmp_path / "b.vot"
+    vot.to_xml(str(path))
+    rows = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip().startswith("<TD")]
+    assert rows[0] != "<TD/>" and "?" in rows[0], changed(ASTROPY, f"a blank array cell is written as {rows[0]!r}")
+    assert rows[1] == "<TD>F T</TD>", rows
+
+
+def test_a_table_of_no_rows_gets_an_empty_tabledata(tmp_path):
+    from astropy.table import Table
+
+    from frsurvey._compat import votable as vot_compat
+
+    empty = Table({"x": np.array([], dtype=float)})
+    text = _astropy_votable_text(empty, tmp_path)
+    assert "<DATA" not in text, changed(ASTROPY, "a table of no rows is now written with DATA: add_empty_data is moot")
+    path = tmp_path / "t.vot"
+    vot_compat.add_empty_data(path)
+    once = path.read_text(encoding="utf-8")
+    assert "<TABLEDATA/>" in once and once.index("<TABLEDATA/>") < once.rindex("</TABLE>")
+    vot_compat.add_empty_data(path)  # never twice
+    assert path.read_text(encoding="utf-8") == once
+
+
+def test_tabledata_rows_are_on_lines_of_their_own(tmp_path):
+    from astropy.table import Table
+
+    from frsurvey._compat import votable as vot_compat
+
+    table = Table({"x": [1.5, 2.5, 3.5], "name": ["a", "b <c>", "d"]})
+    head, rows, foot = vot_compat.split_tabledata(_astropy_votable_text(table, tmp_path))
+    whole = rows.strip().startswith("<TR>") and rows.strip().endswith("</TR>") and rows.count("<TR>") == 3
+    assert whole, changed(ASTROPY, f"TABLEDATA rows are no longer on lines of their own: {rows!r}")
+    assert head.rstrip().endswith("<TABLEDATA>") and foot.lstrip().startswith("</TABLEDATA>")

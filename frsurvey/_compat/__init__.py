@@ -11,6 +11,8 @@ says which release and what changed:
 - :mod:`frsurvey._compat.fits`: astropy.io.fits (where an HDU's data start
   in its file, whether a file was decompressed on opening, the refusal to
   memory-map scaled data).
+- :mod:`frsurvey._compat.votable`: astropy.io.votable's writer (blank
+  elements of array cells, tables of no rows, one TABLEDATA row per line).
 
 Where a public API does the job (the FIRST server's form, the requests
 themselves, an HDU's data offset) it is used instead, and the adapter says so.

@@ -9,10 +9,6 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from .formats import CatalogError
 from .plain import COLUMN_KEYWORD, extra_meta, plain_table, provenance_items
 

@@ -7,10 +7,6 @@ import re
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from .columns import PROVENANCE_KEYS
 from .formats import CatalogError
 

@@ -12,10 +12,6 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from .fits import fits_hdu_table, fits_table_choice, read_fits_table
 from .formats import ASTROPY_FORMAT, CatalogError, check_compressed_size, check_exists, compression, format_from_path
 from .text import check_text_rows, is_record, records_text, text_records, widest_kind

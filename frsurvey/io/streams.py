@@ -12,17 +12,13 @@ from typing import Any
 
 from astropy.table import Table, vstack
 
+from .._compat.votable import split_tabledata
 from .._utils import replace_atomically
-
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from .fits import LimitedReader, fits_layout, write_fits
 from .formats import CatalogError
 from .plain import coerce_like, plain_table, representative_rows
 from .text import csv_text, ecsv_text
-from .votable import split_tabledata, write_votable
+from .votable import write_votable
 
 __all__ = ["STREAMS", "Stream"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
@@ -10,12 +11,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Column, Table
-
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
-import csv
 
 from .formats import ASTROPY_FORMAT, CatalogError
 from .plain import text_column

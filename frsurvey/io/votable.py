@@ -7,19 +7,15 @@ import re
 from pathlib import Path
 
 import numpy as np
+from astropy import units as u
 from astropy.table import Column, Table
 
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
-from astropy import units as u
-
+from .._compat.votable import add_empty_data, write_blank_array_elements
 from .columns import OUTPUT_COLUMNS
 from .formats import CatalogError
 from .plain import XML_ILLEGAL, extra_meta, plain_table, provenance_items
 
-__all__ = ["read_votable_table", "split_tabledata", "write_votable"]
+__all__ = ["read_votable_table", "write_votable"]
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +43,6 @@ def read_votable_table(path: Path, index: int | None) -> Table:
 
 
 _NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
-
-def _never(*args) -> bool:
-    return False
-
-
-def _no_empty_cells(field) -> None:
-    """Make astropy write the blank elements of a fixed-size array cell (``?``) rather than ``<TD/>``."""
-    setup = field._setup
-
-    def _setup(config, pos):  # astropy sets the converter up again when it writes the FIELD
-        setup(config, pos)
-        field.converter.supports_empty_values = _never
-
-    field._setup = _setup
-    _setup({}, None)
 
 
 def _fill_fixed_cells(table: Table) -> None:
@@ -131,7 +111,7 @@ def write_votable(table: Table, path: str, plain: Table | None = None) -> None:
             continue
         field.converter = converters.get_converter(field)
         if kind == "b" and col.ndim > 1 and np.any(np.ma.getmaskarray(col).all(axis=tuple(range(1, col.ndim)))):
-            _no_empty_cells(field)
+            write_blank_array_elements(field)
     for key in ("name", "description"):
         value = table.meta.get(key)
         if isinstance(value, str) and value.strip():
@@ -152,17 +132,4 @@ def write_votable(table: Table, path: str, plain: Table | None = None) -> None:
         resource.infos.append(info)
     vot.to_xml(path)
     if len(plain) == 0:  # astropy leaves DATA out, and STIL reads a TABLE without DATA as no table at all
-        text = Path(path).read_text(encoding="utf-8")
-        cut = text.rindex("</TABLE>")
-        indent = text[:cut].rsplit("\n", 1)[1]
-        data = f"{indent} <DATA>\n{indent}  <TABLEDATA/>\n{indent} </DATA>\n"
-        Path(path).write_text(text[: cut - len(indent)] + data + text[cut - len(indent) :], encoding="utf-8")
-
-
-def split_tabledata(text: str) -> tuple[str, str, str]:
-    """Return (everything up to the TABLEDATA rows, the rows, everything after them) of a VOTable's text."""
-    start = text.index("<TABLEDATA>")
-    start = text.index("\n", start) + 1
-    end = text.rindex("</TABLEDATA>")
-    end = text.rindex("\n", 0, end) + 1
-    return text[:start], text[start:end], text[end:]
+        add_empty_data(path)

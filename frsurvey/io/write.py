@@ -11,11 +11,6 @@ from typing import Any
 from astropy.table import Table
 
 from .._utils import replace_atomically
-
-try:  # POSIX: a journal is locked by the run using it
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None
 from .fits import write_fits
 from .formats import ASTROPY_FORMAT, CatalogError, format_from_path
 from .streams import STREAMS, Stream
