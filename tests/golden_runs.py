@@ -7,10 +7,11 @@ through the command line in this process (``frsurvey.cli.main``), so the
 matrix means the same before and after any change of the Python API.
 
 Normalised bytes are the file's bytes with the two values that differ
-between two runs of the same command blanked: ``FRS_DATE`` (when it ran)
-and the image directory's absolute path in ``FRS_SRC`` (where it ran).
-For FITS, the header cards of those keys (and their ``CONTINUE`` cards)
-are dropped and the rest of the file kept byte for byte.
+between two runs of the same command blanked: ``FRS_DATE`` (when it ran,
+``@DATE@``) and the image directory's absolute path in ``FRS_SRC`` (where
+it ran, ``@IMAGES@``); the text formats stay readable. For FITS, the header
+cards of those keys (and their ``CONTINUE`` cards) are dropped and the rest
+of the file kept byte for byte.
 
 Used by ``tests/test_golden.py`` (the demo catalog against
 ``tests/golden/``, and the 301 cutouts of ``../shared`` against digests),
@@ -42,7 +43,7 @@ def normalized(path: Path, images: Path) -> bytes:
     data = path.read_bytes()
     where = str(images.resolve()).encode()
     if not data.startswith(b"SIMPLE  ="):
-        return _DATE.sub(b"<DATE>", data).replace(where, b"<IMAGES>")
+        return _DATE.sub(b"@DATE@", data).replace(where, b"@IMAGES@")
     out = bytearray()
     pos = 0
     while pos < len(data):  # each HDU: header cards up to END (padding dropped), then the data as written
