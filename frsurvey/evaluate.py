@@ -13,15 +13,18 @@ import json
 import logging
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import plots
 from .metrics import binary_metrics
 from .models import FRClassifier
 from .preprocess import to_model_input
+from .train import TrainConfig, split_stratified, train_model
 
 __all__ = ["cross_validate", "evaluate_model", "json_safe", "predict", "write_report"]
 
@@ -60,7 +63,7 @@ def evaluate_model(model: FRClassifier, images: np.ndarray, labels: np.ndarray) 
 def cross_validate(
     images: np.ndarray,
     labels: np.ndarray,
-    config,
+    config: TrainConfig,
     folds: int = 5,
     seed: int = 0,
     strata: np.ndarray | None = None,
@@ -102,10 +105,6 @@ def cross_validate(
         scored items (and per subset), and ``prob`` (P(FRII) per item, NaN for
         items never scored).
     """
-    from dataclasses import replace
-
-    from .train import split_stratified, train_model
-
     labels = np.asarray(labels)
     n = len(labels)
     strata = labels if strata is None else np.asarray(strata)
@@ -185,8 +184,6 @@ def write_report(
     ``misclassified.png`` (a gallery of the misclassified images, when
     ``images`` are given). NaN values become ``null`` in the JSON.
     """
-    from . import plots
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from ._utils import resolve_device
 from .augment import RandomOrientation
 from .metrics import binary_metrics
-from .models import D4Average, FRClassifier, build_model
+from .models import D4Average, Ensemble, FRClassifier, build_model
 from .preprocess import to_model_input
 
 __all__ = [
@@ -317,8 +318,6 @@ def train_model(
         Per-epoch ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
         ``lr`` and ``seconds``, and ``best_epoch``.
     """
-    from ._utils import resolve_device
-
     cfg = config or TrainConfig()
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
@@ -445,8 +444,6 @@ def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
     network without test-time augmentation: none (NaN); otherwise the spread
     over the 8 dihedral views.
     """
-    from .models import Ensemble
-
     if getattr(net, "spread", None) is not None:
         return "distilled"
     if isinstance(net, Ensemble) and not tta:
@@ -510,10 +507,6 @@ def train_ensemble(
     of the members' probabilities, :class:`frsurvey.models.Ensemble`) is then
     calibrated on that split. Returns the model and the members' histories.
     """
-    from dataclasses import replace
-
-    from .models import Ensemble
-
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     if val_images is None:
