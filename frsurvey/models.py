@@ -606,9 +606,16 @@ def save_model(model: FRClassifier, path: str | os.PathLike, **card_updates: Any
     card = _plain(card)
     card["card_sha256"] = card_sha256(card)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # written through a new file beside it and renamed into place, as _utils.atomic_write does; torch.save is
+    # given the file's name (not bytes in memory), which names the archive inside, so the bytes stay the same
     tmp = path.with_name(f".{path.name}.part")
-    torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)  # a left-over file (or link) is removed, not written through
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     model.card = card
     return path
 

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from ._utils import resolve_device
+from ._utils import progress_bar, resolve_device
 from .augment import RandomOrientation
 from .metrics import binary_metrics
 from .models import D4Average, Ensemble, FRClassifier, build_model
@@ -32,6 +33,7 @@ from .preprocess import to_model_input
 __all__ = [
     "TrainConfig",
     "fit_temperature",
+    "lr_schedule",
     "predict_proba",
     "seed_everything",
     "split_stratified",
@@ -140,13 +142,54 @@ def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw, sgd or adagrad")
 
 
-def _lr_factor(epoch: float, cfg: TrainConfig) -> float:
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LRScheduler:
+    """Return the learning-rate schedule of ``cfg`` for ``optimizer``, stepped once at the end of each epoch.
+
+    ``cfg.schedule == "none"``: ``cfg.lr`` throughout. Otherwise
+    (``"cosine"``): ``cfg.warmup_epochs`` epochs of linear warm-up (epoch
+    ``e`` at ``(e + 1) / (warmup_epochs + 1)`` of ``cfg.lr``), then a cosine
+    decay from ``cfg.lr`` towards 0 over the remaining epochs (epoch ``e`` of
+    them at ``(1 + cos(pi e / (epochs - warmup_epochs))) / 2`` of it).
+    Creating the schedule sets the first epoch's rate.
+
+    Both phases are :class:`~torch.optim.lr_scheduler.LambdaLR` factors, in
+    sequence (:class:`~torch.optim.lr_scheduler.SequentialLR`), rather than
+    ``LinearLR`` and ``CosineAnnealingLR``: those update the rate recursively
+    and land a rounding error away from the closed form, which changes the
+    trained weights; these give every epoch's rate as the closed form, to
+    the last bit.
+    """
     if cfg.schedule == "none":
-        return 1.0
-    if epoch < cfg.warmup_epochs:
-        return (epoch + 1) / (cfg.warmup_epochs + 1)
-    t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
-    return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return LambdaLR(optimizer, _constant)
+    warmup = int(cfg.warmup_epochs)
+    cosine = LambdaLR(optimizer, _Cosine(max(cfg.epochs - warmup, 1)))
+    if warmup <= 0:
+        return cosine
+    return SequentialLR(optimizer, [LambdaLR(optimizer, _Warmup(warmup)), cosine], milestones=[warmup])
+
+
+def _constant(epoch: int) -> float:
+    return 1.0
+
+
+@dataclass(frozen=True)
+class _Warmup:
+    """Linear warm-up factor: ``(epoch + 1) / (epochs + 1)``."""
+
+    epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        return (epoch + 1) / (self.epochs + 1)
+
+
+@dataclass(frozen=True)
+class _Cosine:
+    """Cosine decay factor from 1 towards 0 over ``epochs`` epochs (0 after them)."""
+
+    epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(epoch / self.epochs, 1.0)))
 
 
 def _distillation_loss(net, teacher: FRClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
@@ -173,13 +216,6 @@ def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) ->
         pick = torch.randint(images_t.shape[1], (len(ib),), generator=gen)
         return images_t[ib, pick].numpy()
     return images_t[ib].numpy()
-
-
-def _epoch_bar(total: int, desc: str):
-    """Return a tqdm bar of ``total`` batches on stderr, erased when closed."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
 
 
 @torch.no_grad()
@@ -335,6 +371,7 @@ def train_model(
     if teacher is not None:
         teacher = teacher.to(device).eval()
     opt = _optimizer(net.parameters(), cfg)
+    schedule = lr_schedule(opt, cfg)
     augment = (
         RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen, min_zoom=cfg.min_zoom) if cfg.augment else None
     )
@@ -356,13 +393,11 @@ def train_model(
     val_t = torch.from_numpy(val_labels)
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(epoch, cfg)
         net.train()
         total, correct, loss_sum = 0, 0, 0.0
         # the bar is only told how far the loop is: it never touches the loader, whose iterators draw
         # their seeds from the random generators (tqdm.auto's bar opens an extra iterator of what it wraps)
-        bar = _epoch_bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
+        bar = progress_bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", "batch", leave=False) if progress else None
         for ib, yb in loader:
             x = torch.from_numpy(to_model_input(_batch_of(images_t, ib, gen))).to(device)
             y = yb.to(device)
@@ -396,6 +431,7 @@ def train_model(
             ("seconds", time.perf_counter() - t0),
         ):
             history[k].append(float(v))
+        schedule.step()  # the next epoch's learning rate
         log.info(
             "epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f | lr %.2e | %.1fs",
             epoch + 1,

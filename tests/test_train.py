@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +14,7 @@ from conftest import run_frsurvey, synthetic_training_set
 from frsurvey.cli import learning_failure
 from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
 from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
-from frsurvey.train import TrainConfig, train_model
+from frsurvey.train import TrainConfig, _optimizer, lr_schedule, train_model
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,42 @@ def test_same_weights_with_a_progress_bar_or_without_and_with_workers_or_without
     expected = weights_sha256(plain.net.state_dict())
     assert weights_sha256(with_bar.net.state_dict()) == expected
     assert weights_sha256(workers.net.state_dict()) == expected
+
+
+def _old_lr(epoch: int, cfg: TrainConfig) -> float:
+    """The learning rate of an epoch as train_model once computed it by hand (before torch's schedulers)."""
+    if cfg.schedule == "none":
+        factor = 1.0
+    elif epoch < cfg.warmup_epochs:
+        factor = (epoch + 1) / (cfg.warmup_epochs + 1)
+    else:
+        t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
+        factor = 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return cfg.lr * factor
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "none"])
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "adagrad"])
+def test_the_lr_schedule_gives_the_hand_written_rates_at_every_epoch(schedule, optimizer):
+    """torch's schedulers give the formula's rates to the last bit (a rounding error would change the weights)."""
+    for epochs in (1, 2, 3, 7, 30, 40):
+        for warmup in (0, 1, 2, 5):
+            for lr in (2e-3, 1e-3, 0.1, 3.7e-4):
+                cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup, lr=lr, schedule=schedule, optimizer=optimizer)
+                opt = _optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+                schedule_ = lr_schedule(opt, cfg)
+                for epoch in range(epochs):
+                    got, want = opt.param_groups[0]["lr"], _old_lr(epoch, cfg)
+                    assert abs(got - want) <= 1e-12 and got == want, (epochs, warmup, lr, epoch)
+                    opt.step()
+                    schedule_.step()
+
+
+def test_the_recorded_lr_is_each_epochs_rate(easy_data):
+    images, labels = easy_data
+    cfg = TrainConfig(arch="lenet", epochs=4, warmup_epochs=2, batch_size=32, device="cpu", seed=1, bn_batches=0)
+    _, history = train_model(images[:32], labels[:32], cfg)
+    assert history["lr"] == [_old_lr(e, cfg) for e in range(4)]
 
 
 def test_learning_failure_names_one_class_and_chance_level():
