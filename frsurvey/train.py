@@ -31,14 +31,18 @@ from .models import D4Average, Ensemble, FRClassifier, build_model
 from .preprocess import to_model_input
 
 __all__ = [
+    "CNN_DEFAULTS",
     "TrainConfig",
+    "cnn_options",
     "fit_temperature",
+    "learning_failure",
     "lr_schedule",
     "predict_proba",
     "seed_everything",
     "split_stratified",
     "train_ensemble",
     "train_model",
+    "training_config",
     "uncertainty_method",
 ]
 
@@ -107,6 +111,130 @@ def cnn_options(
     if head_pool != 1:
         kwargs["head_pool"] = int(head_pool)
     return kwargs
+
+
+#: What ``training_config`` gives the network options of ``cnn`` and ``d4cnn`` left unset: the cnn's are the
+#: shipped models' network (aligned: one pass per source); d4cnn's the plain network it averages over the 8 views.
+CNN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cnn": {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3},
+    "d4cnn": {
+        "stem_stride": None,
+        "radial": False,
+        "center_zoom": 0,
+        "stem_pool": False,
+        "align": False,
+        "head_pool": 1,
+    },
+}
+
+
+def training_config(
+    arch: str = "cnn",
+    *,
+    width: int | None = None,
+    stem_stride: int | None = None,
+    stretch: str = "linear",
+    radial: bool | None = None,
+    center_zoom: int | None = None,
+    stem_pool: bool | None = None,
+    align: bool | None = None,
+    head_pool: int | None = None,
+    **settings: Any,
+) -> TrainConfig:
+    """Return the training recipe of ``frsurvey train`` for a network: its ``TrainConfig``.
+
+    Parameters
+    ----------
+    arch : str
+        The architecture (:data:`frsurvey.models.ARCHITECTURES`).
+    width : int, optional
+        Channel width (0 or None: the network's own).
+    stem_stride, stretch, radial, center_zoom, stem_pool, align, head_pool
+        Options of ``cnn`` and ``d4cnn`` (see :class:`frsurvey.models.SmallCNN`);
+        those left at None take :data:`CNN_DEFAULTS`.
+    **settings
+        Other :class:`TrainConfig` fields (``epochs``, ``lr``, ``seed``, ...).
+
+    Returns
+    -------
+    TrainConfig
+        With the network's ``arch_kwargs`` (:func:`cnn_options`) and, unless
+        ``settings`` says otherwise, test-time augmentation only for a network
+        that does not align its input (an aligned network is already
+        invariant to the 8 views: one pass per source).
+
+    Raises
+    ------
+    ValueError
+        If options of ``cnn``/``d4cnn`` are given for another architecture.
+    """
+    small_cnn = {
+        "stem_stride": stem_stride,
+        "radial": radial,
+        "center_zoom": center_zoom,
+        "stem_pool": stem_pool,
+        "align": align,
+        "head_pool": head_pool,
+    }
+    aligned = False
+    if arch in CNN_DEFAULTS:
+        o = {k: CNN_DEFAULTS[arch][k] if v is None else v for k, v in small_cnn.items()}
+        aligned = bool(o["align"])
+        arch_kwargs = cnn_options(
+            width or None,
+            o["stem_stride"],
+            stretch,
+            o["radial"],
+            o["center_zoom"],
+            o["stem_pool"],
+            o["align"],
+            o["head_pool"],
+        )
+    elif stretch != "linear" or any(v is not None for v in small_cnn.values()):
+        raise ValueError(
+            f"stem_stride, stretch, radial, center_zoom, stem_pool, align and head_pool are options of the cnn "
+            f"and d4cnn architectures, not of {arch}"
+        )
+    else:
+        arch_kwargs = {"width": width} if width else {}
+    return TrainConfig(**{"arch": arch, "arch_kwargs": arch_kwargs, "tta": not aligned, **settings})
+
+
+def learning_failure(validation: dict) -> str | None:
+    """Return why a model's validation metrics show that it learned nothing, or None when they do not.
+
+    Parameters
+    ----------
+    validation : dict
+        :func:`frsurvey.metrics.binary_metrics` of the validation split
+        (its ``confusion_matrix`` is used).
+
+    Returns
+    -------
+    str or None
+        A sentence when the model predicts one class for every validation
+        image, or when its accuracy is no better than always answering the
+        larger class (chance level); None otherwise, and when there is no
+        validation split.
+    """
+    cm = np.asarray(validation.get("confusion_matrix", []), dtype=int)
+    if cm.ndim != 2 or cm.sum() == 0:
+        return None
+    n = int(cm.sum())
+    predicted = cm.sum(axis=0)
+    truth = cm.sum(axis=1)
+    names = ("FRI", "FRII")
+    if (predicted > 0).sum() <= 1:
+        one = names[int(np.argmax(predicted))]
+        return f"it predicts {one} for all {n} validation images"
+    acc = float(np.trace(cm)) / n
+    chance = float(truth.max()) / n
+    if acc <= chance:
+        return (
+            f"its validation accuracy {acc:.3f} is no better than {chance:.3f}, that of always answering "
+            f"{names[int(np.argmax(truth))]} (chance level)"
+        )
+    return None
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -11,10 +11,9 @@ import pytest
 import torch
 from conftest import run_frsurvey, synthetic_training_set
 
-from frsurvey.cli import learning_failure
 from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
 from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
-from frsurvey.train import TrainConfig, _optimizer, lr_schedule, train_model
+from frsurvey.train import TrainConfig, _optimizer, learning_failure, lr_schedule, train_model, training_config
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +146,20 @@ def test_learning_failure_names_one_class_and_chance_level():
     assert learning_failure({"confusion_matrix": [[30, 6], [8, 38]]}) is None
     assert learning_failure({"confusion_matrix": [[0, 0], [0, 0]]}) is None  # no validation split: nothing to say
     assert learning_failure({}) is None
+
+
+def test_training_config_is_the_commands_recipe():
+    """What `frsurvey train` trains by default: the shipped models' aligned network, one pass per source."""
+    shipped = {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3}
+    cfg = training_config("cnn", width=4, epochs=3)
+    assert cfg.arch == "cnn" and cfg.arch_kwargs == {"width": 4, **shipped} and not cfg.tta and cfg.epochs == 3
+    plain = training_config("d4cnn", radial=True)
+    assert plain.arch_kwargs == {"radial": True} and plain.tta
+    assert training_config("cnn", align=False).tta
+    assert training_config("lenet").arch_kwargs == {}
+    assert training_config("resnet18", width=8).arch_kwargs == {"width": 8}
+    with pytest.raises(ValueError, match="options of the cnn"):
+        training_config("lenet", radial=True)
 
 
 def _identical_images_catalog(tmp_path, n=12):
