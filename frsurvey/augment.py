@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .preprocess import circle_mask
+from .preprocess import circle_mask, sigma_clipped_std
 
-__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "noise_level", "perturb_cutout", "rotate"]
+__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "dihedral", "noise_level", "perturb_cutout", "rotate"]
 
 #: FIRST's restoring beam, 5.4", in 1.8" pixels.
 BEAM_FWHM_PIXELS = 3.0
@@ -25,6 +25,17 @@ BEAM_FWHM_PIXELS = 3.0
 MIN_EXTENT_PIXELS = 12.0
 
 _BACKGROUND = -1.0  # a 0 pixel after (x/255 - 0.5) / 0.5
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Return ``x`` (``..., H, W``) under the ``k``-th of the 8 dihedral transforms.
+
+    ``k`` in 0..3 rotates by ``k`` x 90 degrees; 4..7 mirror first. The
+    inscribed circle of a square image maps onto itself under all eight.
+    """
+    if k >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
 def rotate(
@@ -118,8 +129,6 @@ class RandomOrientation:
             mode = "d4" if torch.rand(1, generator=g).item() < 0.5 else "continuous"
         n = x.shape[0]
         if mode == "d4":
-            from .models import dihedral
-
             k = torch.randint(8, (n,), generator=g)
             m = int(self.max_shift)
             shifts = torch.randint(-m, m + 1, (n, 2), generator=g) if m else torch.zeros(n, 2, dtype=torch.long)
@@ -187,8 +196,6 @@ def noise_level(image: np.ndarray) -> float:
     astropy's ``sigma_clipped_stats(image, sigma=3, maxiters=5)[2]`` to the
     bit (:func:`frsurvey.preprocess.sigma_clipped_std`).
     """
-    from .preprocess import sigma_clipped_std
-
     return float(sigma_clipped_std(np.nan_to_num(np.asarray(image, dtype=np.float64)), sigma=3.0, maxiters=5))
 
 

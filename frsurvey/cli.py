@@ -486,54 +486,30 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _load_training_data(args: argparse.Namespace, split: str = "train"):
-    """Return (images, labels, names, data cards) from --dataset and/or --catalog."""
-    import numpy as np
-
-    from .datasets import FRDEEPF, LabeledCatalog
+    """Return the labeled data (images, labels, names, data cards) of --dataset and/or --catalog."""
+    from .training_data import catalog_data, combine
 
     if args.dataset is None and args.catalog is None:
         raise OptionError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
-    images, labels, names, cards = [], [], [], []
+    parts = []
     if args.dataset == "frdeep-f":
-        ds = _frdeep(args, split)
-        images.append(ds.data)
-        labels.append(ds.targets)
-        names += ds.names
-        cards.append({"name": "FRDEEP-F", "split": split, "n": len(ds), "archive_md5": FRDEEPF.tgz_md5})
+        parts.append(_frdeep(args, split))
     if args.catalog is not None:
-        from .models import file_sha256
-
         if args.images is None:
             raise OptionError("--catalog needs --images DIR (where the catalog's FIRST images are)")
         _check_images(args.images)
         try:
-            cat = LabeledCatalog(
-                args.catalog,
-                images=args.images,
-                label_column=args.label_column,
-                ra_col=args.ra_col,
-                dec_col=args.dec_col,
-            )
+            part = catalog_data(args.catalog, args.images, args.label_column, args.ra_col, args.dec_col)
         except KeyError as exc:  # the label column
             raise OptionError(f"{exc.args[0] if exc.args else exc}: name it with --label-column") from None
-        images.append(cat.data)
-        labels.append(cat.targets)
-        names += [f"row {r}" for r in cat.rows]
-        cards.append(
-            {
-                "name": str(args.catalog),
-                "label_column": args.label_column,
-                "n": len(cat),
-                "skipped": dict(cat.skipped),
-                "sha256": file_sha256(args.catalog),
-            }
-        )
+        parts.append(part)
+        card = part.cards[0]
         print(
-            f"frsurvey: {len(cat)} labeled rows from {args.catalog}"
-            + (f"; skipped {sum(cat.skipped.values())}: {cat.skipped}" if cat.skipped else ""),
+            f"frsurvey: {card['n']} labeled rows from {args.catalog}"
+            + (f"; skipped {sum(card['skipped'].values())}: {card['skipped']}" if card["skipped"] else ""),
             file=sys.stderr,
         )
-    return np.concatenate(images), np.concatenate(labels), names, cards
+    return combine(parts)
 
 
 def _data_root(args: argparse.Namespace):
@@ -546,11 +522,12 @@ def _data_root(args: argparse.Namespace):
 def _frdeep(args: argparse.Namespace, split: str):
     """Return the FRDEEP-F split, downloaded first with ``--download`` or ``--dataset-url``; errors name the fix."""
     from .datasets import FRDEEPF, DatasetMissingError
+    from .training_data import frdeep_data
 
     root = _data_root(args)
     download = args.download or args.dataset_url is not None
     try:
-        return FRDEEPF(root, train=split == "train", download=download, url=args.dataset_url)
+        return frdeep_data(root, split, download=download, url=args.dataset_url)
     except DatasetMissingError:
         if download:
             raise
@@ -561,98 +538,59 @@ def _frdeep(args: argparse.Namespace, split: str):
 
 
 def _train_config(args: argparse.Namespace):
-    from .train import TrainConfig, cnn_options
+    from .train import training_config
 
-    small_cnn = {
-        "stem_stride": args.stem_stride,
-        "radial": args.radial,
-        "center_zoom": args.center_zoom,
-        "stem_pool": args.stem_pool,
-        "align": args.align,
-        "head_pool": args.head_pool,
-    }
-    align = False
-    if args.arch in ("cnn", "d4cnn"):
-        # the cnn's defaults are the shipped models' network; d4cnn's the plain network it averages
-        defaults = (
-            {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3}
-            if args.arch == "cnn"
-            else {
-                "stem_stride": None,
-                "radial": False,
-                "center_zoom": 0,
-                "stem_pool": False,
-                "align": False,
-                "head_pool": 1,
-            }
+    try:
+        return training_config(
+            args.arch,
+            width=args.width,
+            stem_stride=args.stem_stride,
+            stretch=args.stretch,
+            radial=args.radial,
+            center_zoom=args.center_zoom,
+            stem_pool=args.stem_pool,
+            align=args.align,
+            head_pool=args.head_pool,
+            orientation=args.orientation,
+            min_zoom=args.min_zoom,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            augment=not args.no_augment,
+            balance=not args.no_balance,
+            val_fraction=args.val_fraction,
+            patience=args.patience,
+            seed=args.seed,
+            device=args.device,
+            workers=args.workers,
         )
-        o = {k: defaults[k] if v is None else v for k, v in small_cnn.items()}
-        align = bool(o["align"])
-        arch_kwargs = cnn_options(
-            args.width or None,
-            o["stem_stride"],
-            args.stretch,
-            o["radial"],
-            o["center_zoom"],
-            o["stem_pool"],
-            o["align"],
-            o["head_pool"],
-        )
-    elif args.stretch != "linear" or any(v is not None for v in small_cnn.values()):
+    except ValueError:  # options of the cnn given for another architecture
         raise OptionError(
             "--stem-stride, --stretch, --radial, --center-zoom, --stem-pool, --align and --head-pool are options of "
             "--arch cnn or d4cnn"
-        )
-    else:
-        arch_kwargs = {"width": args.width} if args.width else {}
-    return TrainConfig(
-        arch=args.arch,
-        arch_kwargs=arch_kwargs,
-        orientation=args.orientation,
-        min_zoom=args.min_zoom,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        augment=not args.no_augment,
-        balance=not args.no_balance,
-        val_fraction=args.val_fraction,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        workers=args.workers,
-        tta=not align,  # an aligned network is already invariant to the 8 views: one pass
-    )
+        ) from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .models import save_model
-    from .train import train_ensemble, train_model
+    from .training_run import run_training
 
-    images, labels, _, cards = _load_training_data(args, "train")
+    data = _load_training_data(args, "train")
     cfg = _train_config(args)
-    card = {"name": args.name or args.arch, "training_data": cards}
-    show = not args.no_progress and sys.stderr.isatty()
     with _epoch_lines(args.quiet):
-        if args.members > 1:
-            model, histories = train_ensemble(images, labels, cfg, members=args.members, progress=show, card=card)
-            history = histories[0]  # the curves of the first network
-        else:
-            model, history = train_model(images, labels, cfg, progress=show, card=card)
-    if args.dataset == "frdeep-f":
-        from .datasets import FRDEEPF
-        from .evaluate import evaluate_model
-
-        test = FRDEEPF(_data_root(args), train=False)
-        m = evaluate_model(model, test.data, test.targets)
-        m.pop("prob")
-        m.pop("spread")
-        model.card["metrics"]["frdeep_f_test"] = m
-    failure = None if args.accept_chance else learning_failure(model.card["metrics"]["validation"])
-    if failure is not None:
-        model.card["learning_failure"] = failure
+        run = run_training(
+            data,
+            cfg,
+            members=args.members,
+            name=args.name,
+            frdeep_test_root=_data_root(args) if args.dataset == "frdeep-f" else None,
+            accept_chance=args.accept_chance,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    model, history, failure = run.model, run.history, run.failure
     save_model(model, args.out)
     if args.report:
         from .evaluate import write_report
@@ -680,47 +618,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def learning_failure(validation: dict) -> str | None:
-    """Return why a model's validation metrics show that it learned nothing, or None when they do not.
-
-    Parameters
-    ----------
-    validation : dict
-        :func:`frsurvey.metrics.binary_metrics` of the validation split
-        (its ``confusion_matrix`` is used).
-
-    Returns
-    -------
-    str or None
-        A sentence when the model predicts one class for every validation
-        image, or when its accuracy is no better than always answering the
-        larger class (chance level); None otherwise, and when there is no
-        validation split.
-    """
-    import numpy as np
-
-    cm = np.asarray(validation.get("confusion_matrix", []), dtype=int)
-    if cm.ndim != 2 or cm.sum() == 0:
-        return None
-    n = int(cm.sum())
-    predicted = cm.sum(axis=0)
-    truth = cm.sum(axis=1)
-    names = ("FRI", "FRII")
-    if (predicted > 0).sum() <= 1:
-        one = names[int(np.argmax(predicted))]
-        return f"it predicts {one} for all {n} validation images"
-    acc = float(np.trace(cm)) / n
-    chance = float(truth.max()) / n
-    if acc <= chance:
-        return (
-            f"its validation accuracy {acc:.3f} is no better than {chance:.3f}, that of always answering "
-            f"{names[int(np.argmax(truth))]} (chance level)"
-        )
-    return None
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import cross_validate, evaluate_model, write_report
+    from .evaluate import cross_validate_data, evaluate_data, write_report
 
     if not args.cv:
         given = [option for dest, (option, default) in args.cv_only.items() if getattr(args, dest) != default]
@@ -729,15 +628,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{', '.join(given)}: training options, used only with --cv K (cross-validating a recipe); "
                 "without --cv, evaluate scores --model as it is"
             )
-    images, labels, names, cards = _load_training_data(args, args.split)
+    data = _load_training_data(args, args.split)
     if args.cv:
         with _epoch_lines(args.quiet):
-            result = cross_validate(images, labels, _train_config(args), folds=args.cv, seed=args.seed)
-        result["data"] = cards
-        # the figures of the pooled out-of-fold predictions: every image scored by the fold that did not train on it
-        result["confusion_matrix"] = result["pooled"]["all"]["confusion_matrix"]
-        views = images if images.ndim == 3 else images[:, 0]
-        paths = write_report(args.out_dir, result, images=views, labels=labels, names=names)
+            result = cross_validate_data(data, _train_config(args), folds=args.cv, seed=args.seed)
+        paths = write_report(args.out_dir, result, images=data.images, labels=data.labels, names=data.names)
         s = result["summary"]
         print(
             f"frsurvey: {args.cv}-fold cross-validation of {args.arch}: accuracy {s['accuracy']['mean']:.3f} "
@@ -749,61 +644,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .models import load_model
 
     model = load_model(args.model)
-    seen = seen_in_training(model.card, cards)
-    if seen:
-        log.warning(
-            "the model was trained on %s: these scores are on its own training data, not a measure of how it "
-            "does on new sources (evaluate on data it has not seen, e.g. --dataset frdeep-f --split test)",
-            " and ".join(seen),
-        )
-    result = evaluate_model(model, images, labels)
-    result["data"] = cards
-    if seen:
-        result["warning"] = f"trained on {' and '.join(seen)}: scores on training data"
-    result["model"] = {"path": model.path, "sha256": model.sha256, "name": model.card.get("name")}
+    result = evaluate_data(model, data)
     paths = write_report(
-        args.out_dir, result, images=images, labels=labels, history=model.card.get("history"), names=names
+        args.out_dir,
+        result,
+        images=data.images,
+        labels=data.labels,
+        history=model.card.get("history"),
+        names=data.names,
     )
     print(
-        f"frsurvey: {len(labels)} images: accuracy {result['accuracy']:.3f}, ROC AUC {result['roc_auc']:.3f}, "
+        f"frsurvey: {len(data.labels)} images: accuracy {result['accuracy']:.3f}, ROC AUC {result['roc_auc']:.3f}, "
         f"ECE {result['ece']:.3f} -> {paths['json']} and {len(paths) - 1} figures",
         file=sys.stderr,
     )
     return EXIT_OK
-
-
-def seen_in_training(card: dict, data: list[dict]) -> list[str]:
-    """Return the names of the evaluation data sets that the model of ``card`` was trained on.
-
-    Parameters
-    ----------
-    card : dict
-        The model card; its ``training_data`` entries are compared.
-    data : list of dict
-        The data cards of the evaluation (as ``frsurvey train`` writes them):
-        FRDEEP-F by split, a labeled catalog by its file's sha256.
-
-    Returns
-    -------
-    list of str
-        Empty when none of the data was seen in training.
-    """
-    seen: list[str] = []
-    trained = card.get("training_data") or []
-    for d in data:
-        for t in trained:
-            if (
-                d.get("name") == "FRDEEP-F"
-                and t.get("name") == "FRDEEP-F"
-                and d.get("split") == t.get("split", "train")
-            ):
-                seen.append(f"FRDEEP-F ({d['split']} split)")
-                break
-            digest = d.get("sha256")
-            if digest and digest in (t.get("sha256"), t.get("catalog_sha256")):
-                seen.append(str(d.get("name")))
-                break
-    return seen
 
 
 def _cmd_samp(args: argparse.Namespace) -> int:

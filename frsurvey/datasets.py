@@ -21,10 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
+from astropy.table import Table
+from torch.utils.data import DataLoader, Dataset
 
 from ._utils import file_digest, user_dir
-from .preprocess import CROP_SIZE, circle_mask
+from .augment import noise_level, perturb_cutout
+from .io import find_position_columns, parse_positions, read_catalog
+from .prepare import PreparedCutouts
+from .preprocess import CROP_SIZE, BlankImageError, circle_mask, preprocess_first, scale_to_uint8
+from .sources import make_source
 from .status import Status
 
 __all__ = [
@@ -77,8 +82,6 @@ def _apply_circle(images: np.ndarray) -> np.ndarray:
     where the brightest pixel was in a corner, the inside is re-scaled to
     0..255 the canonical way (a handful of images).
     """
-    from .preprocess import BlankImageError, scale_to_uint8
-
     mask = circle_mask()
     out = images.copy()
     out[:, ~mask] = 0
@@ -372,13 +375,6 @@ class LabeledCatalog(_ImageDataset):
         variants: int = 0,
         seed: int = 0,
     ) -> None:
-        from astropy.table import Table
-        from torch.utils.data import DataLoader
-
-        from .io import find_position_columns, parse_positions, read_catalog
-        from .prepare import PreparedCutouts
-        from .sources import make_source
-
         table = catalog if isinstance(catalog, Table) else read_catalog(catalog)
         if label_column not in table.colnames:
             raise KeyError(f"label column {label_column!r} is not in the catalog; its columns are {table.colnames}")
@@ -431,9 +427,6 @@ class LabeledCatalog(_ImageDataset):
             )
 
     def _perturbed(self, key, image: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        from .augment import noise_level, perturb_cutout
-        from .preprocess import BlankImageError, preprocess_first
-
         raw = self.source.load(key).image
         sigma = noise_level(raw)  # the same for every variant
         out = np.empty((n, CROP_SIZE, CROP_SIZE), dtype=np.uint8)

@@ -4,7 +4,9 @@
 (calibrated, averaged over nothing but what the model itself averages) and
 returns :func:`frsurvey.metrics.binary_metrics`; :func:`cross_validate`
 trains and scores ``k`` models on ``k`` stratified folds; :func:`write_report`
-writes the JSON and the figures.
+writes the JSON and the figures. :func:`evaluate_data` and
+:func:`cross_validate_data` do what ``frsurvey evaluate`` does (without and
+with ``--cv``) with :class:`~frsurvey.training_data.LabeledData`.
 """
 
 from __future__ import annotations
@@ -13,17 +15,29 @@ import json
 import logging
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import plots
 from .metrics import binary_metrics
 from .models import FRClassifier
 from .preprocess import to_model_input
+from .train import TrainConfig, split_stratified, train_model
+from .training_data import LabeledData, seen_in_training
 
-__all__ = ["cross_validate", "evaluate_model", "json_safe", "predict", "write_report"]
+__all__ = [
+    "cross_validate",
+    "cross_validate_data",
+    "evaluate_data",
+    "evaluate_model",
+    "json_safe",
+    "predict",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +71,51 @@ def evaluate_model(model: FRClassifier, images: np.ndarray, labels: np.ndarray) 
     return out
 
 
+def evaluate_data(model: FRClassifier, data: LabeledData) -> dict[str, Any]:
+    """Return the metrics of ``model`` on labeled data, as ``frsurvey evaluate`` writes them.
+
+    :func:`evaluate_model`'s metrics, with ``data`` (the data cards) and
+    ``model`` (its path, sha256 and name). When the model was trained on
+    some of the data (:func:`frsurvey.training_data.seen_in_training`), a
+    warning is logged and kept as ``warning``: those scores are no measure
+    of how it does on new sources.
+    """
+    seen = seen_in_training(model.card, data.cards)
+    if seen:
+        log.warning(
+            "the model was trained on %s: these scores are on its own training data, not a measure of how it "
+            "does on new sources (evaluate on data it has not seen, e.g. --dataset frdeep-f --split test)",
+            " and ".join(seen),
+        )
+    result = evaluate_model(model, data.images, data.labels)
+    result["data"] = data.cards
+    if seen:
+        result["warning"] = f"trained on {' and '.join(seen)}: scores on training data"
+    result["model"] = {
+        "path": getattr(model, "path", None),
+        "sha256": getattr(model, "sha256", None),
+        "name": model.card.get("name"),
+    }
+    return result
+
+
+def cross_validate_data(data: LabeledData, config: TrainConfig, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Return :func:`cross_validate` of a recipe on labeled data, as ``frsurvey evaluate --cv`` writes it.
+
+    With ``data`` (the data cards) and ``confusion_matrix``: that of the
+    pooled out-of-fold predictions (every image scored by the fold's model
+    that did not train on it), for :func:`write_report`'s figures.
+    """
+    result = cross_validate(data.images, data.labels, config, folds=folds, seed=seed)
+    result["data"] = data.cards
+    result["confusion_matrix"] = result["pooled"]["all"]["confusion_matrix"]
+    return result
+
+
 def cross_validate(
     images: np.ndarray,
     labels: np.ndarray,
-    config,
+    config: TrainConfig,
     folds: int = 5,
     seed: int = 0,
     strata: np.ndarray | None = None,
@@ -102,10 +157,6 @@ def cross_validate(
         scored items (and per subset), and ``prob`` (P(FRII) per item, NaN for
         items never scored).
     """
-    from dataclasses import replace
-
-    from .train import split_stratified, train_model
-
     labels = np.asarray(labels)
     n = len(labels)
     strata = labels if strata is None else np.asarray(strata)
@@ -185,8 +236,6 @@ def write_report(
     ``misclassified.png`` (a gallery of the misclassified images, when
     ``images`` are given). NaN values become ``null`` in the JSON.
     """
-    from . import plots
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

@@ -10,9 +10,14 @@ package versions) and carries the sha256 of the weights, checked on load.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
+import json
 import math
 import os
+import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .preprocess import CROP_SIZE, PREPROCESSING, PREPROCESSING_VERSION
+from ._utils import __version__, file_digest
+from .augment import dihedral
+from .preprocess import CROP_SIZE, PREPROCESSING, PREPROCESSING_VERSION, circle_mask
 
 __all__ = [
     "ARCHITECTURES",
@@ -50,17 +58,6 @@ DEFAULT_MODEL_NAME = "frsurvey-default.pt"
 
 class CheckpointError(ValueError):
     """Raised when a checkpoint is missing, corrupt, tampered or made for other inputs."""
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Return ``x`` (``..., H, W``) under the ``k``-th of the 8 dihedral transforms.
-
-    ``k`` in 0..3 rotates by ``k`` x 90 degrees; 4..7 mirror first. The
-    inscribed circle of a square image maps onto itself under all eight.
-    """
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
 class LeNet(nn.Module):
@@ -159,8 +156,6 @@ _CIRCLES: dict[tuple[int, str], torch.Tensor] = {}
 def _circle(size: int, device: torch.device) -> torch.Tensor:
     key = (size, str(device))
     if key not in _CIRCLES:
-        from .preprocess import circle_mask
-
         _CIRCLES[key] = torch.from_numpy(circle_mask(size)).to(device)
     return _CIRCLES[key]
 
@@ -524,11 +519,6 @@ def fused_for_inference(model: FRClassifier) -> FRClassifier:
     function (to float32 rounding, ~1e-7) with one layer less per stage.
     ``model`` is not changed; the copy is in evaluation mode.
     """
-    import copy
-    import itertools
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     fused = copy.deepcopy(model).eval()
     for seq in fused.modules():
         if not isinstance(seq, nn.Sequential):
@@ -572,27 +562,19 @@ def card_sha256(card: dict[str, Any]) -> str:
     temperature, test-time augmentation, preprocessing contract), so an
     edited card is as much a different model as edited weights.
     """
-    import json
-
     content = {k: v for k, v in card.items() if k != "card_sha256"}
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Return the sha256 hex digest of a file."""
-    from ._utils import file_digest
-
     return file_digest(path, "sha256")
 
 
 def package_versions() -> dict[str, str]:
     """Return the versions of the packages a model's results depend on."""
-    import platform
-
     import astropy
     import torchvision
-
-    from ._utils import __version__
 
     return {
         "frsurvey": __version__,
@@ -624,9 +606,16 @@ def save_model(model: FRClassifier, path: str | os.PathLike, **card_updates: Any
     card = _plain(card)
     card["card_sha256"] = card_sha256(card)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # written through a new file beside it and renamed into place, as _utils.atomic_write does; torch.save is
+    # given the file's name (not bytes in memory), which names the archive inside, so the bytes stay the same
     tmp = path.with_name(f".{path.name}.part")
-    torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)  # a left-over file (or link) is removed, not written through
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, "card": card, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     model.card = card
     return path
 
@@ -683,8 +672,6 @@ def default_model_path(name: str = "default") -> Path:
     env = os.environ.get("FRSURVEY_MODEL")
     if env and name == "default":
         return Path(env)
-    import sys
-
     filename = f"frsurvey-{name}.pt"
     here = Path(__file__).resolve().parent
     for candidate in (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import reliability_curve, roc_auc, roc_curve
+from .metrics import expected_calibration_error, reliability_curve, roc_auc, roc_curve
 
 __all__ = ["confusion", "gallery", "labeled_gallery", "misclassified", "reliability", "roc", "training_curves"]
 
@@ -95,8 +95,6 @@ def roc(labels: np.ndarray, prob: np.ndarray, path: str | os.PathLike) -> Path:
 
 def reliability(labels: np.ndarray, prob: np.ndarray, path: str | os.PathLike, n_bins: int = 10) -> Path:
     """Draw the reliability diagram: accuracy against confidence per bin."""
-    from .metrics import expected_calibration_error
-
     conf, acc, counts = reliability_curve(labels, prob, n_bins)
     fig, ax = _figure(figsize=(4.2, 4.0))
     edges = np.linspace(0.5, 1.0, n_bins + 1)

@@ -15,27 +15,34 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from ._utils import progress_bar, resolve_device
 from .augment import RandomOrientation
 from .metrics import binary_metrics
-from .models import D4Average, FRClassifier, build_model
+from .models import D4Average, Ensemble, FRClassifier, build_model
 from .preprocess import to_model_input
 
 __all__ = [
+    "CNN_DEFAULTS",
     "TrainConfig",
+    "cnn_options",
     "fit_temperature",
+    "learning_failure",
+    "lr_schedule",
     "predict_proba",
     "seed_everything",
     "split_stratified",
     "train_ensemble",
     "train_model",
+    "training_config",
     "uncertainty_method",
 ]
 
@@ -106,6 +113,130 @@ def cnn_options(
     return kwargs
 
 
+#: What ``training_config`` gives the network options of ``cnn`` and ``d4cnn`` left unset: the cnn's are the
+#: shipped models' network (aligned: one pass per source); d4cnn's the plain network it averages over the 8 views.
+CNN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cnn": {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3},
+    "d4cnn": {
+        "stem_stride": None,
+        "radial": False,
+        "center_zoom": 0,
+        "stem_pool": False,
+        "align": False,
+        "head_pool": 1,
+    },
+}
+
+
+def training_config(
+    arch: str = "cnn",
+    *,
+    width: int | None = None,
+    stem_stride: int | None = None,
+    stretch: str = "linear",
+    radial: bool | None = None,
+    center_zoom: int | None = None,
+    stem_pool: bool | None = None,
+    align: bool | None = None,
+    head_pool: int | None = None,
+    **settings: Any,
+) -> TrainConfig:
+    """Return the training recipe of ``frsurvey train`` for a network: its ``TrainConfig``.
+
+    Parameters
+    ----------
+    arch : str
+        The architecture (:data:`frsurvey.models.ARCHITECTURES`).
+    width : int, optional
+        Channel width (0 or None: the network's own).
+    stem_stride, stretch, radial, center_zoom, stem_pool, align, head_pool
+        Options of ``cnn`` and ``d4cnn`` (see :class:`frsurvey.models.SmallCNN`);
+        those left at None take :data:`CNN_DEFAULTS`.
+    **settings
+        Other :class:`TrainConfig` fields (``epochs``, ``lr``, ``seed``, ...).
+
+    Returns
+    -------
+    TrainConfig
+        With the network's ``arch_kwargs`` (:func:`cnn_options`) and, unless
+        ``settings`` says otherwise, test-time augmentation only for a network
+        that does not align its input (an aligned network is already
+        invariant to the 8 views: one pass per source).
+
+    Raises
+    ------
+    ValueError
+        If options of ``cnn``/``d4cnn`` are given for another architecture.
+    """
+    small_cnn = {
+        "stem_stride": stem_stride,
+        "radial": radial,
+        "center_zoom": center_zoom,
+        "stem_pool": stem_pool,
+        "align": align,
+        "head_pool": head_pool,
+    }
+    aligned = False
+    if arch in CNN_DEFAULTS:
+        o = {k: CNN_DEFAULTS[arch][k] if v is None else v for k, v in small_cnn.items()}
+        aligned = bool(o["align"])
+        arch_kwargs = cnn_options(
+            width or None,
+            o["stem_stride"],
+            stretch,
+            o["radial"],
+            o["center_zoom"],
+            o["stem_pool"],
+            o["align"],
+            o["head_pool"],
+        )
+    elif stretch != "linear" or any(v is not None for v in small_cnn.values()):
+        raise ValueError(
+            f"stem_stride, stretch, radial, center_zoom, stem_pool, align and head_pool are options of the cnn "
+            f"and d4cnn architectures, not of {arch}"
+        )
+    else:
+        arch_kwargs = {"width": width} if width else {}
+    return TrainConfig(**{"arch": arch, "arch_kwargs": arch_kwargs, "tta": not aligned, **settings})
+
+
+def learning_failure(validation: dict) -> str | None:
+    """Return why a model's validation metrics show that it learned nothing, or None when they do not.
+
+    Parameters
+    ----------
+    validation : dict
+        :func:`frsurvey.metrics.binary_metrics` of the validation split
+        (its ``confusion_matrix`` is used).
+
+    Returns
+    -------
+    str or None
+        A sentence when the model predicts one class for every validation
+        image, or when its accuracy is no better than always answering the
+        larger class (chance level); None otherwise, and when there is no
+        validation split.
+    """
+    cm = np.asarray(validation.get("confusion_matrix", []), dtype=int)
+    if cm.ndim != 2 or cm.sum() == 0:
+        return None
+    n = int(cm.sum())
+    predicted = cm.sum(axis=0)
+    truth = cm.sum(axis=1)
+    names = ("FRI", "FRII")
+    if (predicted > 0).sum() <= 1:
+        one = names[int(np.argmax(predicted))]
+        return f"it predicts {one} for all {n} validation images"
+    acc = float(np.trace(cm)) / n
+    chance = float(truth.max()) / n
+    if acc <= chance:
+        return (
+            f"its validation accuracy {acc:.3f} is no better than {chance:.3f}, that of always answering "
+            f"{names[int(np.argmax(truth))]} (chance level)"
+        )
+    return None
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, numpy and torch; return a torch generator seeded the same."""
     random.seed(seed)
@@ -139,13 +270,54 @@ def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw, sgd or adagrad")
 
 
-def _lr_factor(epoch: float, cfg: TrainConfig) -> float:
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LRScheduler:
+    """Return the learning-rate schedule of ``cfg`` for ``optimizer``, stepped once at the end of each epoch.
+
+    ``cfg.schedule == "none"``: ``cfg.lr`` throughout. Otherwise
+    (``"cosine"``): ``cfg.warmup_epochs`` epochs of linear warm-up (epoch
+    ``e`` at ``(e + 1) / (warmup_epochs + 1)`` of ``cfg.lr``), then a cosine
+    decay from ``cfg.lr`` towards 0 over the remaining epochs (epoch ``e`` of
+    them at ``(1 + cos(pi e / (epochs - warmup_epochs))) / 2`` of it).
+    Creating the schedule sets the first epoch's rate.
+
+    Both phases are :class:`~torch.optim.lr_scheduler.LambdaLR` factors, in
+    sequence (:class:`~torch.optim.lr_scheduler.SequentialLR`), rather than
+    ``LinearLR`` and ``CosineAnnealingLR``: those update the rate recursively
+    and land a rounding error away from the closed form, which changes the
+    trained weights; these give every epoch's rate as the closed form, to
+    the last bit.
+    """
     if cfg.schedule == "none":
-        return 1.0
-    if epoch < cfg.warmup_epochs:
-        return (epoch + 1) / (cfg.warmup_epochs + 1)
-    t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
-    return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return LambdaLR(optimizer, _constant)
+    warmup = int(cfg.warmup_epochs)
+    cosine = LambdaLR(optimizer, _Cosine(max(cfg.epochs - warmup, 1)))
+    if warmup <= 0:
+        return cosine
+    return SequentialLR(optimizer, [LambdaLR(optimizer, _Warmup(warmup)), cosine], milestones=[warmup])
+
+
+def _constant(epoch: int) -> float:
+    return 1.0
+
+
+@dataclass(frozen=True)
+class _Warmup:
+    """Linear warm-up factor: ``(epoch + 1) / (epochs + 1)``."""
+
+    epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        return (epoch + 1) / (self.epochs + 1)
+
+
+@dataclass(frozen=True)
+class _Cosine:
+    """Cosine decay factor from 1 towards 0 over ``epochs`` epochs (0 after them)."""
+
+    epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(epoch / self.epochs, 1.0)))
 
 
 def _distillation_loss(net, teacher: FRClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
@@ -172,13 +344,6 @@ def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) ->
         pick = torch.randint(images_t.shape[1], (len(ib),), generator=gen)
         return images_t[ib, pick].numpy()
     return images_t[ib].numpy()
-
-
-def _epoch_bar(total: int, desc: str):
-    """Return a tqdm bar of ``total`` batches on stderr, erased when closed."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
 
 
 @torch.no_grad()
@@ -317,8 +482,6 @@ def train_model(
         Per-epoch ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
         ``lr`` and ``seconds``, and ``best_epoch``.
     """
-    from ._utils import resolve_device
-
     cfg = config or TrainConfig()
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
@@ -336,6 +499,7 @@ def train_model(
     if teacher is not None:
         teacher = teacher.to(device).eval()
     opt = _optimizer(net.parameters(), cfg)
+    schedule = lr_schedule(opt, cfg)
     augment = (
         RandomOrientation(cfg.max_shift, cfg.orientation, generator=gen, min_zoom=cfg.min_zoom) if cfg.augment else None
     )
@@ -357,13 +521,11 @@ def train_model(
     val_t = torch.from_numpy(val_labels)
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(epoch, cfg)
         net.train()
         total, correct, loss_sum = 0, 0, 0.0
         # the bar is only told how far the loop is: it never touches the loader, whose iterators draw
         # their seeds from the random generators (tqdm.auto's bar opens an extra iterator of what it wraps)
-        bar = _epoch_bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
+        bar = progress_bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", "batch", leave=False) if progress else None
         for ib, yb in loader:
             x = torch.from_numpy(to_model_input(_batch_of(images_t, ib, gen))).to(device)
             y = yb.to(device)
@@ -397,6 +559,7 @@ def train_model(
             ("seconds", time.perf_counter() - t0),
         ):
             history[k].append(float(v))
+        schedule.step()  # the next epoch's learning rate
         log.info(
             "epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f | lr %.2e | %.1fs",
             epoch + 1,
@@ -445,8 +608,6 @@ def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
     network without test-time augmentation: none (NaN); otherwise the spread
     over the 8 dihedral views.
     """
-    from .models import Ensemble
-
     if getattr(net, "spread", None) is not None:
         return "distilled"
     if isinstance(net, Ensemble) and not tta:
@@ -510,10 +671,6 @@ def train_ensemble(
     of the members' probabilities, :class:`frsurvey.models.Ensemble`) is then
     calibrated on that split. Returns the model and the members' histories.
     """
-    from dataclasses import replace
-
-    from .models import Ensemble
-
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     if val_images is None:

@@ -61,10 +61,11 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from frsurvey.datasets import FRDEEPF, LabeledCatalog, find_duplicates
+from frsurvey.datasets import LabeledCatalog, find_duplicates
 from frsurvey.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
 from frsurvey.models import file_sha256, save_model
 from frsurvey.train import TrainConfig, split_stratified, train_ensemble, train_model
+from frsurvey.training_data import frdeep_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -140,13 +141,13 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
-        fd_train = FRDEEPF(tmp, train=True, download=True, url=str(archive))
-        fd_test = FRDEEPF(tmp, train=False)
+        fd_train = frdeep_data(tmp, "train", download=True, url=str(archive))
+        fd_test = frdeep_data(tmp, "test")
     mb = load_cutouts(data, args.variants, seed=1)
     n_mb = len(mb["y"])
 
-    reference = np.concatenate([fd_train.data, fd_test.data])
-    in_test = np.r_[np.zeros(len(fd_train), bool), np.ones(len(fd_test), bool)]
+    reference = np.concatenate([fd_train.images, fd_test.images])
+    in_test = np.r_[np.zeros(len(fd_train.labels), bool), np.ones(len(fd_test.labels), bool)]
     dup, match, overlap = find_duplicates(mb["data"], reference)
     dup_of_test = dup & in_test[match]
     log.info("%d cutouts are also in FRDEEP-F (%d of them in its test set)", dup.sum(), dup_of_test.sum())
@@ -162,13 +163,13 @@ def main(argv=None) -> int:
     versions = 1 + args.variants
     X = np.concatenate(
         [
-            np.repeat(fd_train.data[:, None], versions, axis=1),
+            np.repeat(fd_train.images[:, None], versions, axis=1),
             np.concatenate([mb["data"][:, None], mb["variants"]], 1)[pool_mb],
         ]
     )
-    Y = np.concatenate([fd_train.targets, mb["y"][pool_mb]])
-    origin = np.r_[np.zeros(len(fd_train), int), np.ones(len(pool_mb), int)]
-    is_conf = np.r_[np.zeros(len(fd_train), bool), mb["confident"][pool_mb]]
+    Y = np.concatenate([fd_train.labels, mb["y"][pool_mb]])
+    origin = np.r_[np.zeros(len(fd_train.labels), int), np.ones(len(pool_mb), int)]
+    is_conf = np.r_[np.zeros(len(fd_train.labels), bool), mb["confident"][pool_mb]]
     weights = np.where(origin == 1, args.cutout_weight, 1.0)
 
     member_kwargs = {
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
     )
     metrics: dict = {}
     if args.cv:
-        strata = np.r_[np.full(len(fd_train), -1), mb["code"][pool_mb]]
+        strata = np.r_[np.full(len(fd_train.labels), -1), mb["code"][pool_mb]]
         cv = cross_validate(
             X,
             Y,
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
     tr, va = split_stratified(Y * 2 + origin, args.val_fraction, args.seed)
     card = {
         "training_data": [
-            {"name": "FRDEEP-F", "split": "train", "n": len(fd_train), "archive_md5": FRDEEPF.tgz_md5},
+            *fd_train.cards,
             {
                 "name": "MiraBest FIRST cutouts (../shared/data/first-cutouts and mirabest-more)",
                 "n": int((origin == 1).sum()),
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
     for name, model in (("default", student), ("accurate", teacher)):
         for key, idx in (("heldout_confident", held_conf), ("heldout_uncertain", held_unc), ("heldout_all", held)):
             results[name][key] = evaluate_model(model, mb["data"][idx], mb["y"][idx])
-        results[name]["frdeep_f_test"] = evaluate_model(model, fd_test.data, fd_test.targets)
+        results[name]["frdeep_f_test"] = evaluate_model(model, fd_test.images, fd_test.labels)
         for key, m in results[name].items():
             log.info(
                 "%s %s: n=%d accuracy %.3f AUC %.3f ECE %.3f", name, key, m["n"], m["accuracy"], m["roc_auc"], m["ece"]

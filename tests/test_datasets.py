@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tarfile
@@ -135,3 +136,49 @@ def test_archive_url_that_does_not_exist(tmp_path):
         FRDEEPF(tmp_path / "root", download=True, url=str(tmp_path / "nowhere.tar.gz"))
     with pytest.raises(DatasetIntegrityError, match="no FRDEEP-F archive"):
         FRDEEPF(tmp_path / "root", download=True, url=(tmp_path / "nowhere.tar.gz").as_uri())
+
+
+def test_labeled_data_of_frdeep_f_and_a_catalog_as_the_train_command_takes_them(frdeep_root, tmp_path):
+    """load_labeled_data: FRDEEP-F's split, then the catalog's usable rows, with a data card for each."""
+    from astropy.table import Table
+    from conftest import default_blobs, make_first_fits
+
+    from frsurvey.training_data import load_labeled_data, seen_in_training
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i, kind in enumerate(["FRI", "FRII", "hybrid", "FRII"]):
+        ra, dec = 150.0 + 2 * i, 20.0
+        make_first_fits(images / f"s{i}.fits", ra, dec, seed=i, sources=default_blobs(ra, dec, "FRII"))
+        rows.append((ra, dec, kind))
+    Table(rows=rows, names=["RA", "DEC", "fr_class"]).write(tmp_path / "lab.ecsv")
+    test = FRDEEPF(frdeep_root, train=False)
+    data = load_labeled_data("frdeep-f", tmp_path / "lab.ecsv", images, split="test", data_root=frdeep_root)
+    assert data.images.shape == (53, 150, 150) and data.images.dtype == np.uint8
+    np.testing.assert_array_equal(data.images[:50], test.data)
+    np.testing.assert_array_equal(data.labels, [*test.targets, 0, 1, 1])
+    assert data.names[:50] == test.names and data.names[50:] == ["row 0", "row 1", "row 3"]
+    frdeep, catalog = data.cards
+    assert frdeep == {"name": "FRDEEP-F", "split": "test", "n": 50, "archive_md5": FRDEEPF.tgz_md5}
+    assert catalog["n"] == 3 and catalog["skipped"] == {"label:hybrid": 1} and catalog["label_column"] == "fr_class"
+    assert catalog["sha256"] == hashlib.sha256((tmp_path / "lab.ecsv").read_bytes()).hexdigest()
+    # a model trained on the FRDEEP-F training split and this catalog has seen the catalog, not the test split
+    card = {"training_data": [{"name": "FRDEEP-F", "split": "train"}, catalog]}
+    assert seen_in_training(card, data.cards) == [str(tmp_path / "lab.ecsv")]
+    assert seen_in_training({"training_data": [frdeep]}, data.cards) == ["FRDEEP-F (test split)"]
+
+
+def test_labeled_data_needs_data_and_a_catalogs_images(tmp_path):
+    from frsurvey.training_data import frdeep_data, load_labeled_data
+
+    with pytest.raises(ValueError, match="no data"):
+        load_labeled_data()
+    with pytest.raises(ValueError, match="needs its images"):
+        load_labeled_data(catalog=tmp_path / "lab.ecsv")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_labeled_data("mirabest")
+    with pytest.raises(ValueError, match="train and a test split"):
+        frdeep_data(tmp_path, "validation")
+    with pytest.raises(DatasetIntegrityError, match="--download"):
+        frdeep_data(tmp_path, "train")

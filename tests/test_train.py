@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -10,10 +11,9 @@ import pytest
 import torch
 from conftest import run_frsurvey, synthetic_training_set
 
-from frsurvey.cli import learning_failure
 from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
 from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
-from frsurvey.train import TrainConfig, train_model
+from frsurvey.train import TrainConfig, _optimizer, learning_failure, lr_schedule, train_model, training_config
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,42 @@ def test_same_weights_with_a_progress_bar_or_without_and_with_workers_or_without
     assert weights_sha256(workers.net.state_dict()) == expected
 
 
+def _old_lr(epoch: int, cfg: TrainConfig) -> float:
+    """The learning rate of an epoch as train_model once computed it by hand (before torch's schedulers)."""
+    if cfg.schedule == "none":
+        factor = 1.0
+    elif epoch < cfg.warmup_epochs:
+        factor = (epoch + 1) / (cfg.warmup_epochs + 1)
+    else:
+        t = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
+        factor = 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return cfg.lr * factor
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "none"])
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "adagrad"])
+def test_the_lr_schedule_gives_the_hand_written_rates_at_every_epoch(schedule, optimizer):
+    """torch's schedulers give the formula's rates to the last bit (a rounding error would change the weights)."""
+    for epochs in (1, 2, 3, 7, 30, 40):
+        for warmup in (0, 1, 2, 5):
+            for lr in (2e-3, 1e-3, 0.1, 3.7e-4):
+                cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup, lr=lr, schedule=schedule, optimizer=optimizer)
+                opt = _optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+                schedule_ = lr_schedule(opt, cfg)
+                for epoch in range(epochs):
+                    got, want = opt.param_groups[0]["lr"], _old_lr(epoch, cfg)
+                    assert abs(got - want) <= 1e-12 and got == want, (epochs, warmup, lr, epoch)
+                    opt.step()
+                    schedule_.step()
+
+
+def test_the_recorded_lr_is_each_epochs_rate(easy_data):
+    images, labels = easy_data
+    cfg = TrainConfig(arch="lenet", epochs=4, warmup_epochs=2, batch_size=32, device="cpu", seed=1, bn_batches=0)
+    _, history = train_model(images[:32], labels[:32], cfg)
+    assert history["lr"] == [_old_lr(e, cfg) for e in range(4)]
+
+
 def test_learning_failure_names_one_class_and_chance_level():
     assert learning_failure({"confusion_matrix": [[0, 36], [0, 46]]}) == "it predicts FRII for all 82 validation images"
     chance = learning_failure({"confusion_matrix": [[20, 16], [20, 26]]})
@@ -110,6 +146,20 @@ def test_learning_failure_names_one_class_and_chance_level():
     assert learning_failure({"confusion_matrix": [[30, 6], [8, 38]]}) is None
     assert learning_failure({"confusion_matrix": [[0, 0], [0, 0]]}) is None  # no validation split: nothing to say
     assert learning_failure({}) is None
+
+
+def test_training_config_is_the_commands_recipe():
+    """What `frsurvey train` trains by default: the shipped models' aligned network, one pass per source."""
+    shipped = {"stem_stride": 2, "radial": True, "center_zoom": 3, "stem_pool": True, "align": True, "head_pool": 3}
+    cfg = training_config("cnn", width=4, epochs=3)
+    assert cfg.arch == "cnn" and cfg.arch_kwargs == {"width": 4, **shipped} and not cfg.tta and cfg.epochs == 3
+    plain = training_config("d4cnn", radial=True)
+    assert plain.arch_kwargs == {"radial": True} and plain.tta
+    assert training_config("cnn", align=False).tta
+    assert training_config("lenet").arch_kwargs == {}
+    assert training_config("resnet18", width=8).arch_kwargs == {"width": 8}
+    with pytest.raises(ValueError, match="options of the cnn"):
+        training_config("lenet", radial=True)
 
 
 def _identical_images_catalog(tmp_path, n=12):
