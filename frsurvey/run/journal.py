@@ -1,4 +1,12 @@
-"""JOURNAL"""
+"""The resume journal of a file run: finished chunks' results kept beside the output, so an interrupted run resumes.
+
+:class:`ResumeJournal` is the folder ``<out>.frsurvey-partial``: a manifest
+of everything the numbers depend on (catalog, reading, model, preprocessing,
+image source, settings, thresholds), one file per finished chunk written
+atomically and flushed to disk, and a lock (``flock``) so that two runs
+never write one output. A run with another manifest does not use it; a
+damaged chunk file is classified again.
+"""
 
 from __future__ import annotations
 
