@@ -133,6 +133,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="debug log and Python tracebacks on errors")
 
 
+def _add_progress_option(group, help: str = "no progress bar") -> None:
+    group.add_argument("--no-progress", action="store_true", help=help)
+
+
 def _add_device_option(group) -> None:
     from ._flags import add_flags
     from .options import ClassifyOptions
@@ -185,7 +189,10 @@ def _source_options(args: argparse.Namespace):
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
+    from ._flags import add_flags
     from .datasets import DATA_ENV, FRDEEPF, default_data_dir
+    from .options import ClassifyOptions
+    from .sources import SourceOptions
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset (FRDEEP-F: 600 FIRST images)")
@@ -206,10 +213,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         help="fetch the dataset archive from here instead (http(s)://, file:// or a path; implies --download)",
     )
     g.add_argument("--catalog", help="a labeled catalog; its images come from --images like classify's")
-    g.add_argument("--images", metavar="DIR", help="directory of FIRST FITS images for --catalog")
+    add_flags(g, SourceOptions, ["images"])
     g.add_argument("--label-column", default="fr_class", help="FRI/FRII label column of --catalog (default fr_class)")
-    g.add_argument("--ra-col", help="right ascension column of --catalog (default: found by UCD or name)")
-    g.add_argument("--dec-col", help="declination column of --catalog (default: found by UCD or name)")
+    add_flags(g, ClassifyOptions, ["ra_col", "dec_col"])
 
 
 def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> argparse._ArgumentGroup:
@@ -285,7 +291,7 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
         default=0,
         help="DataLoader processes (default 0: in this process; the images are in memory already)",
     )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
+    _add_progress_option(g, "no progress bar (epoch lines are still printed)")
     return g
 
 
@@ -315,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(
         c, ClassifyOptions, ["out_format", "gallery", "gallery_max", "tta", "threads", "chunk_size", "dask", "restart"]
     )
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_option(c)
     _add_common(c)
     c.set_defaults(func=_cmd_classify)
 
@@ -329,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(
         f, SourceOptions, [n for n in SourceOptions.field_names() if n not in ("images", "source")], prefix="source_"
     )
-    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_option(f)
     _add_common(f)
     f.set_defaults(func=_cmd_fetch)
 
