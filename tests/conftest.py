@@ -8,8 +8,10 @@ that need it are skipped with a reason when it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import inspect
+import io
 import os
 import shutil
 import subprocess
@@ -218,8 +220,55 @@ def frsurvey_command() -> list[str]:
     return [sys.executable, "-m", "frsurvey.cli"]
 
 
+@contextlib.contextmanager
+def _in_directory(path):
+    """While in the block, the working directory is ``path`` (unchanged for None); the old one after."""
+    if path is None:
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``frsurvey`` in this process as :func:`run_frsurvey` runs the command: (exit code, stdout, stderr).
+
+    ``frsurvey.cli.main`` with the arguments as strings, ``$FRSURVEY_MODEL`` unset and the working
+    directory ``cwd`` for the call; what it writes to stdout and stderr (its log lines included) is
+    returned in a :class:`subprocess.CompletedProcess`, and an exit of argparse's becomes the exit code.
+    Usable where ``capsys`` is not (module- and session-scoped fixtures).
+    """
+    from frsurvey.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    model = os.environ.pop("FRSURVEY_MODEL", None)
+    try:
+        with _in_directory(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # as the interpreter turns it into an exit status
+                code = exc.code
+                if code is None:
+                    code = 0
+                elif not isinstance(code, int):
+                    print(code, file=sys.stderr)
+                    code = 1
+    finally:
+        if model is not None:
+            os.environ["FRSURVEY_MODEL"] = model
+    return subprocess.CompletedProcess(["frsurvey", *argv], code, out.getvalue(), err.getvalue())
+
+
 def run_frsurvey(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the ``frsurvey`` command and return the completed process (text output)."""
+    """Run the ``frsurvey`` command in a process of its own and return the completed process (text output).
+
+    For what needs a real process (the console script, signals, memory measured, start-up); else :func:`run_cli`.
+    """
     env = dict(os.environ)
     env.pop("FRSURVEY_MODEL", None)
     return subprocess.run(
@@ -380,9 +429,9 @@ def status_zoo(tmp_path_factory) -> tuple[Path, Path, list[str]]:
 
 @pytest.fixture(scope="session")
 def real_classified(tmp_path_factory, first_cutouts, model_path) -> tuple[subprocess.CompletedProcess, Path]:
-    """`frsurvey classify` run once on the 301 real cutouts with the session model: (process, output VOTable)."""
+    """`frsurvey classify` run once (in this process) on the 301 real cutouts with the session model: (run, VOTable)."""
     out = tmp_path_factory.mktemp("real") / "real.vot"
-    proc = run_frsurvey(
+    proc = run_cli(
         "classify",
         first_cutouts / "catalog.csv",
         "--images",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import default_blobs, frsurvey_command, make_first_fits
+from conftest import default_blobs, frsurvey_command, make_first_fits, run_cli
 
 from frsurvey.catalog import CatalogError, read_catalog
 from frsurvey.cli import main
@@ -44,7 +44,7 @@ def chunk_files(journal: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Killed for real: a subprocess, SIGKILL and SIGINT halfway
+# Killed for real: a subprocess, SIGKILL and SIGINT halfway (the reference run and the resumed ones in this process)
 
 
 N_ROWS = 800
@@ -74,10 +74,10 @@ def big_run(tmp_path_factory, model_path):
     rows[555] = "555,200.0,-30.0"
     catalog = d / "cat.csv"
     catalog.write_text("id,ra,dec\n" + "\n".join(rows) + "\n")
-    cmd = [*frsurvey_command(), "classify", str(catalog), "--images", str(d / "images"), "--model", str(model_path)]
+    cmd = ["classify", str(catalog), "--images", str(d / "images"), "--model", str(model_path)]
     cmd += ["--device", "cpu", "--threads", "1", "--chunk-size", str(CHUNK), "--no-progress"]
     ref = d / "ref.fits"
-    proc = subprocess.run([*cmd, "--out", str(ref), "-v"], capture_output=True, text=True, env=_env(), timeout=600)
+    proc = run_cli(*cmd, "--out", ref, "-v")
     assert proc.returncode == 3, proc.stderr
     prepared = int(re.search(r"(\d+) source\(s\) prepared", proc.stderr).group(1))
     return cmd, ref, prepared, d
@@ -90,9 +90,12 @@ def _env() -> dict:
 
 
 def stop_halfway(cmd: list[str], out: Path, sig: int, chunks: int = 2) -> tuple[subprocess.Popen, str, int]:
-    """Start a run, send ``sig`` once its journal holds ``chunks`` finished chunks; return (process, stderr, chunks)."""
+    """Start ``frsurvey`` in a process of its own, send ``sig`` once its journal holds ``chunks`` finished chunks;
+    return (process, stderr, chunks)."""
     journal = journal_path(out)
-    proc = subprocess.Popen([*cmd, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [*frsurvey_command(), *cmd, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=_env()
+    )
     deadline = time.monotonic() + 300
     while len(chunk_files(journal)) < chunks:
         assert proc.poll() is None, proc.stderr.read()
@@ -104,7 +107,8 @@ def stop_halfway(cmd: list[str], out: Path, sig: int, chunks: int = 2) -> tuple[
 
 
 def resume(cmd: list[str], out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*cmd, "--out", str(out), "-v"], capture_output=True, text=True, env=_env(), timeout=600)
+    """The same command again (in this process), verbose."""
+    return run_cli(*cmd, "--out", out, "-v")
 
 
 def test_sigkill_halfway_then_the_same_command_finishes_the_same_file(big_run):

@@ -1,8 +1,8 @@
 """Nothing lost: bad catalogs, bad images, untrusted checkpoints, and random input through the whole pipeline.
 
 Every fault is a real file: catalogs and images written to disk and
-classified by the command line (in this process, or as a subprocess where
-what a user sees matters), checkpoints built the way an attacker would.
+classified by the command line (in this process, its stderr as a user sees
+it), checkpoints built the way an attacker would.
 Each bad row gets a documented ``FR_STATUS`` and a reason in the log, and
 the run goes on; unusable input is exit code 2 with one clear line, never a
 traceback. Interrupted runs: ``test_resume.py``.
@@ -23,7 +23,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
-from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits, run_frsurvey
+from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -330,7 +330,7 @@ def test_bad_images_each_get_a_documented_status_and_the_run_goes_on(tmp_path, m
     catalog = tmp_path / "cat.csv"
     catalog.write_text("id,ra,dec\n" + "".join(f"{i},{r!r},{d!r}\n" for i, (r, d, _) in enumerate(rows)))
     out = tmp_path / "out.vot"
-    proc = run_frsurvey("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--no-progress")
+    proc = run_cli("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--no-progress")
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     result = read_catalog(out)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from astropy.table import Table
-from conftest import frsurvey_command
+from conftest import frsurvey_command, run_cli
 
 from frsurvey.catalog import OUTPUT_COLUMNS, read_catalog, write_catalog
 from frsurvey.samp import SampClassifier, is_local_url, samp_module
@@ -254,15 +254,9 @@ def test_a_table_on_another_machine_is_refused(listener, receiver, url):
     assert not receiver.tables("remote-frsurvey")
 
 
-def test_no_hub_is_a_clear_error(tmp_path, status_zoo, model_path):
-    env = dict(os.environ, SAMP_HUB=f"std-lockurl:{(tmp_path / 'no-lockfile').as_uri()}")
-    proc = subprocess.run(
-        [*frsurvey_command(), "samp", "--images", str(status_zoo[1]), "--model", str(model_path)],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env=env,
-    )
+def test_no_hub_is_a_clear_error(tmp_path, status_zoo, model_path, monkeypatch):
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'no-lockfile').as_uri()}")
+    proc = run_cli("samp", "--images", status_zoo[1], "--model", model_path)
     assert proc.returncode == 2
     assert "cannot register with a SAMP hub" in proc.stderr
 

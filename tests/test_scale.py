@@ -17,7 +17,7 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from astropy.table import MaskedColumn, Table
-from conftest import default_blobs, frsurvey_command, make_first_fits, run_frsurvey
+from conftest import default_blobs, frsurvey_command, make_first_fits, run_cli
 
 import frsurvey.preprocess as prep
 from frsurvey.catalog import read_catalog, write_catalog
@@ -281,7 +281,7 @@ def test_failed_run_leaves_no_file(tmp_path, status_zoo, model_path, monkeypatch
 def test_cli_chunks_and_no_tta(tmp_path, status_zoo, model_path):
     catalog, images, expected = status_zoo
     out = tmp_path / "out.ecsv"
-    proc = run_frsurvey(
+    proc = run_cli(
         "classify", catalog, "--images", images, "--model", model_path, "--out", out, "--chunk-size", "5", "--no-tta"
     )
     assert proc.returncode == 3, proc.stderr
@@ -296,7 +296,7 @@ def test_cli_chunks_and_no_tta(tmp_path, status_zoo, model_path):
     with_tta = read_catalog(_classify(tmp_path, status_zoo, model_path))
     q = np.asarray(with_tta["P_FRI"], dtype=float)
     assert np.all(np.abs(p[ok] - q[ok]) < 0.5)
-    assert (run_frsurvey("classify", catalog, "--images", images, "--out", out, "--chunk-size", "-1")).returncode == 2
+    assert (run_cli("classify", catalog, "--images", images, "--out", out, "--chunk-size", "-1")).returncode == 2
 
 
 def _classify(tmp_path, status_zoo, model_path) -> Path:
