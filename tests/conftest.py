@@ -3,7 +3,8 @@
 Everything here is real: FITS files with real WCS written by astropy, real
 torch training. The shared data (``../shared/data`` beside the repository) is
 read in place, never copied into the repository and never written to; tests
-that need it are skipped with a reason when it is absent.
+that need it are skipped with a reason when it is absent, and fail instead
+where ``FRSURVEY_REQUIRE_SHARED=1`` says it must be there (CI: ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -39,6 +41,8 @@ OUR_COLUMNS = [
     "FR_OOD",
 ]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Set to 1 (CI does), the tests that need the shared data fail where it is missing instead of skipping.
+REQUIRE_SHARED = "FRSURVEY_REQUIRE_SHARED"
 
 #: FIRST's noise, Jy/beam.
 FIRST_NOISE = 1.5e-4
@@ -285,11 +289,23 @@ def run_frsurvey(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedP
 # Fixtures
 
 
+def shared_data_required() -> bool:
+    """Whether ``$FRSURVEY_REQUIRE_SHARED`` says the shared data must be there (set, and not empty or 0)."""
+    return os.environ.get(REQUIRE_SHARED, "").strip() not in ("", "0")
+
+
+def missing_shared_data(reason: str) -> NoReturn:
+    """Skip the test for want of shared data, with ``reason``; fail it where the data is required (CI)."""
+    if shared_data_required():
+        pytest.fail(f"{reason}, and {REQUIRE_SHARED}=1 says it is required", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared real data directory (read-only); skips when it is absent."""
+    """The shared real data directory (read-only); skips when it is absent (fails where it is required)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (../shared/data beside the repository)")
+        missing_shared_data(f"shared data not found at {SHARED_DATA} (../shared/data beside the repository)")
     return SHARED_DATA
 
 
@@ -298,7 +314,7 @@ def first_cutouts(shared_data) -> Path:
     """``first-cutouts/``: 301 real SkyView FIRST cutouts, their catalog and reference PNGs."""
     d = shared_data / "first-cutouts"
     if not (d / "catalog.csv").is_file() or not (d / "fits").is_dir():
-        pytest.skip(f"the real FIRST cutouts are not in {d}")
+        missing_shared_data(f"the real FIRST cutouts are not in {d}")
     return d
 
 
@@ -307,7 +323,7 @@ def frdeep_archive(shared_data) -> Path:
     """The published FRDEEP-F archive (read in place)."""
     p = shared_data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
     if not p.is_file():
-        pytest.skip(f"the FRDEEP-F archive is not at {p}")
+        missing_shared_data(f"the FRDEEP-F archive is not at {p}")
     return p
 
 
