@@ -60,6 +60,7 @@ def plain(col) -> list:
 # Real data
 
 
+@pytest.mark.slow
 def test_classify_real_cutouts(real_classified, first_cutouts):
     proc, out_path = real_classified
     assert "Traceback" not in proc.stderr
@@ -93,6 +94,7 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
     assert re.fullmatch(r"[0-9a-f]{64}", infos["FRS_MSHA"])
 
 
+@pytest.mark.slow
 def test_real_output_model_sha_is_the_checkpoint_file(real_classified, model_path):
     from astropy.io import votable
 

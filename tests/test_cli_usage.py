@@ -18,6 +18,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return dict(sub.choices)
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_and_exits_with_mains_code(tmp_path):
     """The console script itself (the other tests call ``main`` in their own process): it starts, and
     the exit code ``main`` returns is the process's, with the message on stderr and no traceback."""
@@ -117,6 +118,7 @@ def test_the_default_data_root_is_the_platforms(monkeypatch, tmp_path, capsys):
     assert str(tmp_path / "xdg" / "frsurvey") in err
 
 
+@pytest.mark.slow
 def test_dataset_url_alone_downloads_from_there(capsys, tmp_path, frdeep_archive, model_path):
     root = tmp_path / "data"
     argv = ["evaluate", "--dataset", "frdeep-f", "--data-root", root, "--dataset-url", frdeep_archive]
@@ -179,6 +181,7 @@ def test_row_progress_bar_has_a_total():
     assert "301/301" in out.getvalue() and "row" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_classify_without_a_terminal_prints_progress_lines(capsys, monkeypatch, tmp_path, model_path):
     from conftest import REPO
 
@@ -228,6 +231,7 @@ def test_default_threads_are_the_idle_cores(monkeypatch):
     assert idle_cores() == 4
 
 
+@pytest.mark.slow
 def test_classify_sets_the_threads_for_the_run_only(tmp_path, model_path, capsys):
     import torch
 

@@ -174,6 +174,7 @@ def test_thresholds_are_options(refusal_images):
     assert list(t["FR_STATUS"]) == ["out_of_domain"] * 4 + ["bad_position", "out_of_domain"]
 
 
+@pytest.mark.slow
 def test_cli_writes_columns_votlint_accepts_and_show_selects_unresolved(refusal_images, tmp_path):
     d, _ = refusal_images
     out = tmp_path / "labeled.vot"

@@ -111,6 +111,7 @@ def resume(cmd: list[str], out: Path) -> subprocess.CompletedProcess:
     return run_cli(*cmd, "--out", out, "-v")
 
 
+@pytest.mark.slow
 def test_sigkill_halfway_then_the_same_command_finishes_the_same_file(big_run):
     cmd, ref, prepared, d = big_run
     out = d / "killed.fits"
@@ -136,6 +137,7 @@ def test_sigkill_halfway_then_the_same_command_finishes_the_same_file(big_run):
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(big_run):
     cmd, ref, _, d = big_run
     out = d / "interrupted.fits"
@@ -197,6 +199,7 @@ def count_classify(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["vot", "fits", "ecsv", "csv"])
 def test_interrupted_during_a_chunk_then_resumed(zoo_run, monkeypatch, ext):
     catalog, options, expected, d = zoo_run
@@ -237,6 +240,7 @@ def _flaky_write(monkeypatch, at: int):
     monkeypatch.setattr(stream, "atomic_write", write)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["journal-write", "assembly", "after-the-output-is-in-place", "first-chunk"])
 def test_interrupted_at_any_step_resumes_to_the_same_file(zoo_run, monkeypatch, where):
     catalog, options, _, d = zoo_run
@@ -311,6 +315,7 @@ def interrupted(catalog, out: Path, options, at: int = 3) -> Path:
     return journal_path(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["catalog", "model", "images", "no-tta", "chunk-size", "thresholds", "restart"])
 def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog, change):
     catalog, options, _, d = zoo_run
@@ -364,6 +369,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
     same_output(d / "fresh.vot", out)
 
 
+@pytest.mark.slow
 def test_a_damaged_journal_file_is_classified_again(zoo_run, monkeypatch, caplog):
     catalog, options, _, d = zoo_run
     ref = reference(catalog, options, d / "ref.fits")
@@ -401,6 +407,7 @@ def test_a_second_run_on_the_same_output_is_refused(zoo_run, capsys):
             a.discard()
 
 
+@pytest.mark.slow
 def test_os_errors_keep_the_journal_and_bugs_do_not(zoo_run, monkeypatch, capsys):
     catalog, options, _, d = zoo_run
     ref = reference(catalog, options, d / "ref.csv")
@@ -428,6 +435,7 @@ def test_os_errors_keep_the_journal_and_bugs_do_not(zoo_run, monkeypatch, capsys
     assert len(chunk_files(journal_path(d / "disk.csv"))) == 1
 
 
+@pytest.mark.slow
 def test_whole_catalog_runs_keep_no_journal_and_clear_a_stale_one(zoo_run):
     catalog, options, _, d = zoo_run
     out = d / "out.vot"
@@ -438,6 +446,7 @@ def test_whole_catalog_runs_keep_no_journal_and_clear_a_stale_one(zoo_run):
     assert run.journal is None and not journal_path(d / "plain.vot").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_online_run_fetches_nothing_twice(tmp_path, model):
     from fake_services import FakeServices
     from test_fetch import FAST, GENERATED, write_catalog

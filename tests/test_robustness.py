@@ -233,6 +233,7 @@ def test_one_row(tmp_path, sky, model_path, capsys, chunk):
     check_invariants(read_catalog(out), 1)
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_rows(tmp_path, sky, model_path):
     n = 100_000
     rng = np.random.default_rng(3)
@@ -561,6 +562,7 @@ def _with_rows(fn):
         logger.setLevel(level)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     table=catalogs(),
@@ -620,6 +622,7 @@ def images(draw) -> np.ndarray:
         return data.astype(dtype)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=images(), offset=st.sampled_from([0.0, 0.01, 0.05]))
 def test_random_images_through_the_whole_pipeline(model, data, offset):
@@ -657,6 +660,7 @@ def test_text_with_odd_whitespace_reads_back_row_for_row(tmp_path, fmt):
     assert list(np.ma.getmaskarray(back["flux"])) == [False, True, False, False]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["ecsv", "csv", "fits", "vot"])
 def test_chunks_with_non_ascii_text_of_other_widths_stream_to_every_format(tmp_path, sky, model, fmt):
     t = Table({"ra": [150.0, 150.0, 150.0], "dec": [30.0, 30.0, 30.0], "note": ["\u00a1", "00,", "\u00a0x"]})

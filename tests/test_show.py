@@ -177,6 +177,7 @@ def test_classify_gallery_images_are_the_ones_show_cuts_again(gallery_run, monke
             assert np.array_equal(kept[r], captured[r]), r
 
 
+@pytest.mark.slow
 def test_show_selects_caps_and_draws_a_grid(gallery_run):
     _, labeled, images, expected, _, tmp = gallery_run
     ok = show_catalog(labeled, tmp / "ok.png", images=images, select="FR_STATUS == 'ok'")
@@ -213,6 +214,7 @@ def test_show_on_a_row_without_an_image_now(gallery_run, tmp_path):
     assert g.panels == expected.count("ok") and g.images == 0
 
 
+@pytest.mark.slow
 def test_cli_show_and_classify_gallery(gallery_run, status_zoo, model_path, tmp_path):
     _, labeled, images, expected, _, _ = gallery_run
     proc = run_cli("show", labeled, "--images", images, "--out", tmp_path / "cli.png", "--select", "P_FRII >= 0")

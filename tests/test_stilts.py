@@ -16,6 +16,9 @@ from conftest import REPO, run_cli
 from frsurvey.catalog import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
 from frsurvey.status import REFUSED, summarize
 
+# every check here starts STILTS (a Java virtual machine), most of them several times
+pytestmark = pytest.mark.slow
+
 
 def stilts_run(exe: str, *args: str) -> str:
     proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
