@@ -3,19 +3,23 @@
 Everything here is real: FITS files with real WCS written by astropy, real
 torch training. The shared data (``../shared/data`` beside the repository) is
 read in place, never copied into the repository and never written to; tests
-that need it are skipped with a reason when it is absent.
+that need it are skipped with a reason when it is absent, and fail instead
+where ``FRSURVEY_REQUIRE_SHARED=1`` says it must be there (CI: ``.ci/run``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import inspect
+import io
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -37,6 +41,8 @@ OUR_COLUMNS = [
     "FR_OOD",
 ]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Set to 1 (CI does), the tests that need the shared data fail where it is missing instead of skipping.
+REQUIRE_SHARED = "FRSURVEY_REQUIRE_SHARED"
 
 #: FIRST's noise, Jy/beam.
 FIRST_NOISE = 1.5e-4
@@ -218,8 +224,55 @@ def frsurvey_command() -> list[str]:
     return [sys.executable, "-m", "frsurvey.cli"]
 
 
+@contextlib.contextmanager
+def _in_directory(path):
+    """While in the block, the working directory is ``path`` (unchanged for None); the old one after."""
+    if path is None:
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``frsurvey`` in this process as :func:`run_frsurvey` runs the command: (exit code, stdout, stderr).
+
+    ``frsurvey.cli.main`` with the arguments as strings, ``$FRSURVEY_MODEL`` unset and the working
+    directory ``cwd`` for the call; what it writes to stdout and stderr (its log lines included) is
+    returned in a :class:`subprocess.CompletedProcess`, and an exit of argparse's becomes the exit code.
+    Usable where ``capsys`` is not (module- and session-scoped fixtures).
+    """
+    from frsurvey.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    model = os.environ.pop("FRSURVEY_MODEL", None)
+    try:
+        with _in_directory(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # as the interpreter turns it into an exit status
+                code = exc.code
+                if code is None:
+                    code = 0
+                elif not isinstance(code, int):
+                    print(code, file=sys.stderr)
+                    code = 1
+    finally:
+        if model is not None:
+            os.environ["FRSURVEY_MODEL"] = model
+    return subprocess.CompletedProcess(["frsurvey", *argv], code, out.getvalue(), err.getvalue())
+
+
 def run_frsurvey(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the ``frsurvey`` command and return the completed process (text output)."""
+    """Run the ``frsurvey`` command in a process of its own and return the completed process (text output).
+
+    For what needs a real process (the console script, signals, memory measured, start-up); else :func:`run_cli`.
+    """
     env = dict(os.environ)
     env.pop("FRSURVEY_MODEL", None)
     return subprocess.run(
@@ -236,11 +289,23 @@ def run_frsurvey(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedP
 # Fixtures
 
 
+def shared_data_required() -> bool:
+    """Whether ``$FRSURVEY_REQUIRE_SHARED`` says the shared data must be there (set, and not empty or 0)."""
+    return os.environ.get(REQUIRE_SHARED, "").strip() not in ("", "0")
+
+
+def missing_shared_data(reason: str) -> NoReturn:
+    """Skip the test for want of shared data, with ``reason``; fail it where the data is required (CI)."""
+    if shared_data_required():
+        pytest.fail(f"{reason}, and {REQUIRE_SHARED}=1 says it is required", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared real data directory (read-only); skips when it is absent."""
+    """The shared real data directory (read-only); skips when it is absent (fails where it is required)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (../shared/data beside the repository)")
+        missing_shared_data(f"shared data not found at {SHARED_DATA} (../shared/data beside the repository)")
     return SHARED_DATA
 
 
@@ -249,7 +314,7 @@ def first_cutouts(shared_data) -> Path:
     """``first-cutouts/``: 301 real SkyView FIRST cutouts, their catalog and reference PNGs."""
     d = shared_data / "first-cutouts"
     if not (d / "catalog.csv").is_file() or not (d / "fits").is_dir():
-        pytest.skip(f"the real FIRST cutouts are not in {d}")
+        missing_shared_data(f"the real FIRST cutouts are not in {d}")
     return d
 
 
@@ -258,7 +323,7 @@ def frdeep_archive(shared_data) -> Path:
     """The published FRDEEP-F archive (read in place)."""
     p = shared_data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
     if not p.is_file():
-        pytest.skip(f"the FRDEEP-F archive is not at {p}")
+        missing_shared_data(f"the FRDEEP-F archive is not at {p}")
     return p
 
 
@@ -380,9 +445,9 @@ def status_zoo(tmp_path_factory) -> tuple[Path, Path, list[str]]:
 
 @pytest.fixture(scope="session")
 def real_classified(tmp_path_factory, first_cutouts, model_path) -> tuple[subprocess.CompletedProcess, Path]:
-    """`frsurvey classify` run once on the 301 real cutouts with the session model: (process, output VOTable)."""
+    """`frsurvey classify` run once (in this process) on the 301 real cutouts with the session model: (run, VOTable)."""
     out = tmp_path_factory.mktemp("real") / "real.vot"
-    proc = run_frsurvey(
+    proc = run_cli(
         "classify",
         first_cutouts / "catalog.csv",
         "--images",

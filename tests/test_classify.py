@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import OUR_COLUMNS, REPO, run_frsurvey
+from conftest import OUR_COLUMNS, REPO, run_cli
 
 import frsurvey
 from frsurvey.io import read_catalog
@@ -60,6 +60,7 @@ def plain(col) -> list:
 # Real data
 
 
+@pytest.mark.slow
 def test_classify_real_cutouts(real_classified, first_cutouts):
     proc, out_path = real_classified
     assert "Traceback" not in proc.stderr
@@ -93,6 +94,7 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
     assert re.fullmatch(r"[0-9a-f]{64}", infos["FRS_MSHA"])
 
 
+@pytest.mark.slow
 def test_real_output_model_sha_is_the_checkpoint_file(real_classified, model_path):
     from astropy.io import votable
 
@@ -110,7 +112,7 @@ def test_real_output_model_sha_is_the_checkpoint_file(real_classified, model_pat
 def zoo_cli(status_zoo, model_path, tmp_path_factory):
     catalog, images, _ = status_zoo
     out = tmp_path_factory.mktemp("zoo_cli") / "zoo.vot"
-    proc = run_frsurvey("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--device", "cpu")
+    proc = run_cli("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--device", "cpu")
     return proc, out
 
 
@@ -205,7 +207,7 @@ def test_unreadable_catalog_exit_2(tmp_path, status_zoo, model_path):
     bad = tmp_path / "broken.fits"
     bad.write_bytes(b"SIMPLE  = nonsense" + b"\0" * 100)
     out = tmp_path / "out.vot"
-    proc = run_frsurvey("classify", bad, "--images", images, "--model", model_path, "--out", out)
+    proc = run_cli("classify", bad, "--images", images, "--model", model_path, "--out", out)
     assert proc.returncode == 2, proc.stderr
     assert "frsurvey: error:" in proc.stderr and "broken.fits" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -217,7 +219,7 @@ def test_catalog_without_position_columns_exit_2(tmp_path, status_zoo, model_pat
     cat = tmp_path / "nopos.csv"
     cat.write_text("name,flux,size\na,1.0,2.0\n")
     out = tmp_path / "out.vot"
-    proc = run_frsurvey("classify", cat, "--images", images, "--model", model_path, "--out", out)
+    proc = run_cli("classify", cat, "--images", images, "--model", model_path, "--out", out)
     assert proc.returncode == 2, proc.stderr
     assert "frsurvey: error:" in proc.stderr
     assert "name, flux, size" in proc.stderr and "--ra-col" in proc.stderr
@@ -241,7 +243,7 @@ def test_other_unusable_input_exit_2(tmp_path, status_zoo, model_path, args, nee
     subst = {"{images}": str(images), "{model}": str(model_path), "{catalog}": str(catalog)}
     args = [subst.get(a, a) for a in args]
     out = tmp_path / "out.vot"
-    proc = run_frsurvey("classify", *args, "--out", out, cwd=tmp_path)
+    proc = run_cli("classify", *args, "--out", out, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "frsurvey: error:" in proc.stderr and needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -255,7 +257,7 @@ def test_other_unusable_input_exit_2(tmp_path, status_zoo, model_path, args, nee
 def test_demo(tmp_path, model_path):
     demo = REPO / "catalogs" / "demo"
     out = tmp_path / "x.vot"
-    proc = run_frsurvey(
+    proc = run_cli(
         "classify", demo / "demo.csv", "--images", demo / "images", "--model", model_path, "--out", out, cwd=tmp_path
     )
     assert proc.returncode == 3, proc.stderr

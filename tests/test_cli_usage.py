@@ -7,13 +7,31 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import run_frsurvey
 
+import frsurvey
 from frsurvey.cli import _HelpFormatter, build_parser, main
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(sub.choices)
+
+
+@pytest.mark.slow
+def test_the_installed_command_runs_and_exits_with_mains_code(tmp_path):
+    """The console script itself (the other tests call ``main`` in their own process): it starts, and
+    the exit code ``main`` returns is the process's, with the message on stderr and no traceback."""
+    version = run_frsurvey("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"frsurvey {frsurvey.__version__}"
+    (tmp_path / "cat.csv").write_text("ra,dec\n150.0,30.0\n")
+    (tmp_path / "empty").mkdir()
+    proc = run_frsurvey("classify", "cat.csv", "--images", "empty", "--out", "out.vot", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("frsurvey: error: --images 'empty' holds no FITS file"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.vot").exists()
 
 
 def test_every_option_has_help_and_states_its_default():
@@ -100,6 +118,7 @@ def test_the_default_data_root_is_the_platforms(monkeypatch, tmp_path, capsys):
     assert str(tmp_path / "xdg" / "frsurvey") in err
 
 
+@pytest.mark.slow
 def test_dataset_url_alone_downloads_from_there(capsys, tmp_path, frdeep_archive, model_path):
     root = tmp_path / "data"
     argv = ["evaluate", "--dataset", "frdeep-f", "--data-root", root, "--dataset-url", frdeep_archive]
@@ -162,6 +181,7 @@ def test_row_progress_bar_has_a_total():
     assert "301/301" in out.getvalue() and "row" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_classify_without_a_terminal_prints_progress_lines(capsys, monkeypatch, tmp_path, model_path):
     from conftest import REPO
 
@@ -211,6 +231,7 @@ def test_default_threads_are_the_idle_cores(monkeypatch):
     assert idle_cores() == 4
 
 
+@pytest.mark.slow
 def test_classify_sets_the_threads_for_the_run_only(tmp_path, model_path, capsys):
     import torch
 

@@ -163,6 +163,7 @@ def test_first_payload_is_astroquerys(tmp_path):
 # Same pixels either way
 
 
+@pytest.mark.slow
 def test_skyview_gives_the_pixels_and_labels_of_a_local_copy(services, real_sample, tmp_path, model):
     catalog, images, files = real_sample
     services.add_real(files)
@@ -195,6 +196,7 @@ def test_skyview_gives_the_pixels_and_labels_of_a_local_copy(services, real_samp
 # Faults, retries, caching, offline
 
 
+@pytest.mark.slow
 def test_every_row_classified_despite_transient_faults(services, generated_catalog, tmp_path, model):
     services.inject("form", "503")
     services.inject("query", "drop", "503", "html", "stall")
@@ -226,6 +228,7 @@ def test_every_row_classified_despite_transient_faults(services, generated_catal
     np.testing.assert_array_equal(p_fri(out), p_fri(local))
 
 
+@pytest.mark.slow
 def test_cached_rerun_and_offline_make_no_requests(services, generated_catalog, tmp_path, model, monkeypatch):
     import astroquery.query
 
@@ -372,6 +375,7 @@ def test_cache_writes_are_atomic(services, tmp_path, monkeypatch):
 # Politeness: concurrency bound, rate limit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 3])
 def test_requests_overlap_but_never_exceed_fetch_workers(tmp_path, workers):
     services = FakeServices(tmp_path / "served", delay=0.1).start()
@@ -476,6 +480,7 @@ def test_first_server_cutouts(services, tmp_path, model):
 # The fetch command, worker processes, pickling
 
 
+@pytest.mark.slow
 def test_fetch_command_fills_the_cache(services, generated_catalog, tmp_path, model_path, capsys):
     cache = tmp_path / "cache"
     proc = run_frsurvey(
@@ -494,6 +499,7 @@ def test_fetch_command_fills_the_cache(services, generated_catalog, tmp_path, mo
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_dataloader_workers_wait_for_the_background_downloads(services, generated_catalog, tmp_path, model):
     """Worker processes do not download: they wait for the parent's; each file is fetched once."""
     services.delay = 0.2  # the workers start before the downloads are done

@@ -182,6 +182,7 @@ def test_nll_and_per_class_support():
 # Calibration
 
 
+@pytest.mark.slow
 def test_temperature_scaling_lowers_ece_on_an_overconfident_model():
     rng = np.random.default_rng(0)
     n = 4000
@@ -197,6 +198,7 @@ def test_temperature_scaling_lowers_ece_on_an_overconfident_model():
     assert after < before / 3 and after < 0.03
 
 
+@pytest.mark.slow
 def test_temperature_over_views():
     # 8 views that disagree: fitting on the averaged probabilities still lowers the NLL
     rng = np.random.default_rng(1)
@@ -219,6 +221,7 @@ def test_temperature_over_views():
 # Architectures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_every_architecture_builds_and_runs(arch):
     kwargs = {"members": [{"arch": "cnn", "kwargs": {"width": 4}}] * 2} if arch == "ensemble" else {}
@@ -228,6 +231,7 @@ def test_every_architecture_builds_and_runs(arch):
     assert out.shape == (2, 2)
 
 
+@pytest.mark.slow
 def test_d4_model_is_exactly_invariant(batch):
     x, _ = batch
     net = build_model("d4cnn", width=4).eval()
@@ -237,6 +241,7 @@ def test_d4_model_is_exactly_invariant(batch):
             torch.testing.assert_close(net(dihedral(x, k)), ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_tta_predictions_average_the_views(batch):
     x, _ = batch
     torch.manual_seed(0)
@@ -254,6 +259,7 @@ def test_tta_predictions_average_the_views(batch):
     assert not isinstance(net, D4Average)
 
 
+@pytest.mark.slow
 def test_weights_steer_sampling():
     images, labels = synthetic_training_set(16, seed=4)
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 2, "stem_stride": 2}, epochs=1, batch_size=8, seed=0)
@@ -266,6 +272,7 @@ def test_weights_steer_sampling():
 # frsurvey evaluate
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_json_and_figures(tmp_path, model_path, frdeep_root):
     out = tmp_path / "eval"
     r = run_frsurvey(
@@ -281,6 +288,7 @@ def test_evaluate_cli_writes_json_and_figures(tmp_path, model_path, frdeep_root)
     assert "accuracy" in r.stderr
 
 
+@pytest.mark.slow
 def test_cross_validation_cli(tmp_path, first_cutouts):
     out = tmp_path / "cv"
     r = run_frsurvey(
@@ -307,6 +315,7 @@ def test_cross_validation_cli(tmp_path, first_cutouts):
     assert "6 label:hybrid" in r.stderr or "label:hybrid" in r.stderr
 
 
+@pytest.mark.slow
 def test_ensemble_averages_its_members_and_reloads(tmp_path):
     from frsurvey.models import load_model, save_model
     from frsurvey.train import train_ensemble

@@ -349,6 +349,7 @@ def test_a_compressed_catalog_that_inflates_past_the_cap_is_a_clear_error(tmp_pa
     assert rc == 2 and "--max-catalog-bytes" in err, err
 
 
+@pytest.mark.slow
 def test_the_catalog_cap_is_measured_in_a_subprocess(tmp_path):
     """The default cap refuses a 2.5 GiB-inflating catalog while holding at most a few megabytes of it."""
     header = fits.BinTableHDU.from_columns(
@@ -407,6 +408,7 @@ def _image_bomb(path: Path, ra: float, dec: float, n: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_an_image_bomb_is_refused_from_its_header_and_memory_stays_flat(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -513,6 +515,7 @@ def services(tmp_path):
 FAST = {"timeout": 1.0, "retries": 0, "backoff": 0.005, "backoff_max": 0.02, "max_rate": 0, "workers": 1}
 
 
+@pytest.mark.slow
 def test_a_slow_body_is_cut_off_by_the_fetch_timeout(services, tmp_path):
     services.drip = 0.1  # one byte every 0.1 s: a 370 KB cutout would take ten hours
     services.inject("fits", "drip")
@@ -536,6 +539,7 @@ def test_a_gzip_bomb_from_a_service_is_cut_off_at_the_byte_cap(services, tmp_pat
     assert cut.status == Status.FETCH_FAILED and "larger than 8388608 bytes" in cut.message, cut.message
 
 
+@pytest.mark.slow
 def test_a_download_bomb_is_measured_under_the_default_cap(tmp_path):
     """4 MB answered with Content-Encoding: gzip that inflates to 4 GiB: the default cap stops it at 64 MiB."""
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -605,6 +609,7 @@ def test_a_whole_catalog_run_is_refused_while_another_run_writes_the_same_output
 # 11. Journal contents are checked
 
 
+@pytest.mark.slow
 def test_a_forged_journal_chunk_is_classified_again(tmp_path, sky, model, monkeypatch, caplog):
     cat = six_rows(tmp_path / "c.csv")
     options = {"images": sky, "model": model, "chunk_size": 2, "device": "cpu"}
@@ -732,6 +737,7 @@ def test_caps_are_documented_in_the_readme():
     assert "--max-table-bytes" in text and "symbolic link" in text
 
 
+@pytest.mark.slow
 def test_slow_headers_are_cut_off_by_the_fetch_timeout_too():
     """A server that sends its status line and headers a byte at a time: the deadline covers them as well."""
     import socket

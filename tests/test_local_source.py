@@ -74,6 +74,7 @@ def test_skyview_like_file_gives_its_own_pixels(tmp_path, rng):
     np.testing.assert_array_equal(cut.image, data)
 
 
+@pytest.mark.slow
 def test_real_skyview_cutouts_give_their_own_pixels(first_cutouts):
     """Every real SkyView cutout, found by the catalog position alone, comes back pixel for pixel."""
     from astropy.table import Table

@@ -27,6 +27,7 @@ def synthetic_cutout(seed: int = 0) -> np.ndarray:
     ).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_reference_pngs_agree(first_cutouts):
     """Each real cutout with a MiraBest reference PNG preprocesses to (nearly) the same pixels."""
     from PIL import Image

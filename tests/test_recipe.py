@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from frsurvey.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, shared_data):
     args = ["--epochs", "1", "--distill-epochs", "1", "--variants", "0", "--members", "2", "--cv", "0", "--width", "2"]
     subprocess.run(

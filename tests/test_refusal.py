@@ -1,7 +1,7 @@
 """What frsurvey will not classify: measurements of the central source, and the statuses they earn.
 
 Real FITS images with WCS written by astropy, the shipped model, the real
-command line and STILTS.
+command line (in this process) and STILTS.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io.votable import parse_single_table
 from astropy.table import Table
-from conftest import FIRST_NOISE, first_wcs, frsurvey_command, make_first_fits, render_blobs
+from conftest import FIRST_NOISE, first_wcs, make_first_fits, render_blobs, run_cli
 
 from frsurvey.morphology import MEASURES, Thresholds, beam_fwhm, measure
 from frsurvey.preprocess import preprocess_first_with_noise
@@ -174,15 +174,12 @@ def test_thresholds_are_options(refusal_images):
     assert list(t["FR_STATUS"]) == ["out_of_domain"] * 4 + ["bad_position", "out_of_domain"]
 
 
+@pytest.mark.slow
 def test_cli_writes_columns_votlint_accepts_and_show_selects_unresolved(refusal_images, tmp_path):
     d, _ = refusal_images
     out = tmp_path / "labeled.vot"
-    classify = [*frsurvey_command(), "classify", str(d / "cat.vot"), "--images", str(d / "images"), "--out", str(out)]
-    proc = subprocess.run(
-        [*classify, "--device", "cpu", "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
+    classify = ["classify", d / "cat.vot", "--images", d / "images", "--out", out]
+    proc = run_cli(*classify, "--device", "cpu", "--no-progress")
     assert proc.returncode == 3, proc.stderr  # finished, some rows not classified
     assert "2 unresolved" in proc.stderr and "1 too_large" in proc.stderr
     table = parse_single_table(str(out))
@@ -199,28 +196,20 @@ def test_cli_writes_columns_votlint_accepts_and_show_selects_unresolved(refusal_
         )
     png = tmp_path / "unresolved.png"
     select = "FR_STATUS == 'unresolved'"
-    proc = subprocess.run(
-        [*frsurvey_command(), "show", str(out), "--images", str(d / "images"), "--out", str(png), "--select", select],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_cli("show", out, "--images", d / "images", "--out", png, "--select", select)
     assert proc.returncode == 0, proc.stderr
     assert png.stat().st_size > 0
     # the options: with the refusals off every classified row is labeled
-    proc = subprocess.run(
-        [
-            *classify,
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--unresolved-size",
-            "0",
-            "--unresolved-snr-size",
-            "0",
-            "--keep-too-large",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        *classify,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--unresolved-size",
+        "0",
+        "--unresolved-snr-size",
+        "0",
+        "--keep-too-large",
     )
     assert "5 ok, 1 bad_position" in proc.stderr, proc.stderr
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import default_blobs, frsurvey_command, make_first_fits
+from conftest import default_blobs, frsurvey_command, make_first_fits, run_cli
 
 from frsurvey.cli import main
 from frsurvey.io import CatalogError, ChunkWriter, read_catalog
@@ -45,7 +45,7 @@ def chunk_files(journal: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Killed for real: a subprocess, SIGKILL and SIGINT halfway
+# Killed for real: a subprocess, SIGKILL and SIGINT halfway (the reference run and the resumed ones in this process)
 
 
 N_ROWS = 800
@@ -75,10 +75,10 @@ def big_run(tmp_path_factory, model_path):
     rows[555] = "555,200.0,-30.0"
     catalog = d / "cat.csv"
     catalog.write_text("id,ra,dec\n" + "\n".join(rows) + "\n")
-    cmd = [*frsurvey_command(), "classify", str(catalog), "--images", str(d / "images"), "--model", str(model_path)]
+    cmd = ["classify", str(catalog), "--images", str(d / "images"), "--model", str(model_path)]
     cmd += ["--device", "cpu", "--threads", "1", "--chunk-size", str(CHUNK), "--no-progress"]
     ref = d / "ref.fits"
-    proc = subprocess.run([*cmd, "--out", str(ref), "-v"], capture_output=True, text=True, env=_env(), timeout=600)
+    proc = run_cli(*cmd, "--out", ref, "-v")
     assert proc.returncode == 3, proc.stderr
     prepared = int(re.search(r"(\d+) source\(s\) prepared", proc.stderr).group(1))
     return cmd, ref, prepared, d
@@ -91,9 +91,12 @@ def _env() -> dict:
 
 
 def stop_halfway(cmd: list[str], out: Path, sig: int, chunks: int = 2) -> tuple[subprocess.Popen, str, int]:
-    """Start a run, send ``sig`` once its journal holds ``chunks`` finished chunks; return (process, stderr, chunks)."""
+    """Start ``frsurvey`` in a process of its own, send ``sig`` once its journal holds ``chunks`` finished chunks;
+    return (process, stderr, chunks)."""
     journal = journal_path(out)
-    proc = subprocess.Popen([*cmd, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [*frsurvey_command(), *cmd, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=_env()
+    )
     deadline = time.monotonic() + 300
     while len(chunk_files(journal)) < chunks:
         assert proc.poll() is None, proc.stderr.read()
@@ -105,9 +108,11 @@ def stop_halfway(cmd: list[str], out: Path, sig: int, chunks: int = 2) -> tuple[
 
 
 def resume(cmd: list[str], out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*cmd, "--out", str(out), "-v"], capture_output=True, text=True, env=_env(), timeout=600)
+    """The same command again (in this process), verbose."""
+    return run_cli(*cmd, "--out", out, "-v")
 
 
+@pytest.mark.slow
 def test_sigkill_halfway_then_the_same_command_finishes_the_same_file(big_run):
     cmd, ref, prepared, d = big_run
     out = d / "killed.fits"
@@ -133,6 +138,7 @@ def test_sigkill_halfway_then_the_same_command_finishes_the_same_file(big_run):
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(big_run):
     cmd, ref, _, d = big_run
     out = d / "interrupted.fits"
@@ -194,6 +200,7 @@ def count_classify(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["vot", "fits", "ecsv", "csv"])
 def test_interrupted_during_a_chunk_then_resumed(zoo_run, monkeypatch, ext):
     catalog, options, expected, d = zoo_run
@@ -234,6 +241,7 @@ def _flaky_write(monkeypatch, at: int):
     monkeypatch.setattr(stream, "atomic_write", write)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["journal-write", "assembly", "after-the-output-is-in-place", "first-chunk"])
 def test_interrupted_at_any_step_resumes_to_the_same_file(zoo_run, monkeypatch, where):
     catalog, options, _, d = zoo_run
@@ -308,6 +316,7 @@ def interrupted(catalog, out: Path, options, at: int = 3) -> Path:
     return journal_path(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["catalog", "model", "images", "no-tta", "chunk-size", "thresholds", "restart"])
 def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog, change):
     catalog, options, _, d = zoo_run
@@ -361,6 +370,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
     same_output(d / "fresh.vot", out)
 
 
+@pytest.mark.slow
 def test_a_damaged_journal_file_is_classified_again(zoo_run, monkeypatch, caplog):
     catalog, options, _, d = zoo_run
     ref = reference(catalog, options, d / "ref.fits")
@@ -398,6 +408,7 @@ def test_a_second_run_on_the_same_output_is_refused(zoo_run, capsys):
             a.discard()
 
 
+@pytest.mark.slow
 def test_os_errors_keep_the_journal_and_bugs_do_not(zoo_run, monkeypatch, capsys):
     catalog, options, _, d = zoo_run
     ref = reference(catalog, options, d / "ref.csv")
@@ -425,6 +436,7 @@ def test_os_errors_keep_the_journal_and_bugs_do_not(zoo_run, monkeypatch, capsys
     assert len(chunk_files(journal_path(d / "disk.csv"))) == 1
 
 
+@pytest.mark.slow
 def test_whole_catalog_runs_keep_no_journal_and_clear_a_stale_one(zoo_run):
     catalog, options, _, d = zoo_run
     out = d / "out.vot"
@@ -435,6 +447,7 @@ def test_whole_catalog_runs_keep_no_journal_and_clear_a_stale_one(zoo_run):
     assert run.journal is None and not journal_path(d / "plain.vot").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_online_run_fetches_nothing_twice(tmp_path, model):
     from fake_services import FakeServices
     from test_fetch import FAST, GENERATED, write_catalog

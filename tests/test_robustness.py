@@ -1,8 +1,8 @@
 """Nothing lost: bad catalogs, bad images, untrusted checkpoints, and random input through the whole pipeline.
 
 Every fault is a real file: catalogs and images written to disk and
-classified by the command line (in this process, or as a subprocess where
-what a user sees matters), checkpoints built the way an attacker would.
+classified by the command line (in this process, its stderr as a user sees
+it), checkpoints built the way an attacker would.
 Each bad row gets a documented ``FR_STATUS`` and a reason in the log, and
 the run goes on; unusable input is exit code 2 with one clear line, never a
 traceback. Interrupted runs: ``test_resume.py``.
@@ -23,7 +23,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
-from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits, run_frsurvey
+from conftest import OUR_COLUMNS, cli, default_blobs, first_wcs, make_first_fits, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -233,6 +233,7 @@ def test_one_row(tmp_path, sky, model_path, capsys, chunk):
     check_invariants(read_catalog(out), 1)
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_rows(tmp_path, sky, model_path):
     n = 100_000
     rng = np.random.default_rng(3)
@@ -330,7 +331,7 @@ def test_bad_images_each_get_a_documented_status_and_the_run_goes_on(tmp_path, m
     catalog = tmp_path / "cat.csv"
     catalog.write_text("id,ra,dec\n" + "".join(f"{i},{r!r},{d!r}\n" for i, (r, d, _) in enumerate(rows)))
     out = tmp_path / "out.vot"
-    proc = run_frsurvey("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--no-progress")
+    proc = run_cli("classify", catalog, "--images", images, "--model", model_path, "--out", out, "--no-progress")
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     result = read_catalog(out)
@@ -561,6 +562,7 @@ def _with_rows(fn):
         logger.setLevel(level)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     table=catalogs(),
@@ -620,6 +622,7 @@ def images(draw) -> np.ndarray:
         return data.astype(dtype)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=images(), offset=st.sampled_from([0.0, 0.01, 0.05]))
 def test_random_images_through_the_whole_pipeline(model, data, offset):
@@ -657,6 +660,7 @@ def test_text_with_odd_whitespace_reads_back_row_for_row(tmp_path, fmt):
     assert list(np.ma.getmaskarray(back["flux"])) == [False, True, False, False]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["ecsv", "csv", "fits", "vot"])
 def test_chunks_with_non_ascii_text_of_other_widths_stream_to_every_format(tmp_path, sky, model, fmt):
     t = Table({"ra": [150.0, 150.0, 150.0], "dec": [30.0, 30.0, 30.0], "note": ["\u00a1", "00,", "\u00a0x"]})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from astropy.table import Table
-from conftest import frsurvey_command
+from conftest import frsurvey_command, run_cli
 
 from frsurvey.io import OUTPUT_COLUMNS, read_catalog, write_catalog
 from frsurvey.samp import SampClassifier, is_local_url, samp_module
@@ -188,6 +188,7 @@ def check_labeled(url: str, fmt: str, original: Table, expected: list[str]) -> T
     return labeled
 
 
+@pytest.mark.slow
 def test_stilts_sends_a_table_as_topcat_would_and_the_labeled_table_comes_back(
     stilts, listener, receiver, zoo_tables, status_zoo
 ):
@@ -209,6 +210,7 @@ def test_stilts_sends_a_table_as_topcat_would_and_the_labeled_table_comes_back(
     check_labeled(params["url"], "votable", original, expected)
 
 
+@pytest.mark.slow
 def test_a_fits_table_call_is_answered_and_sent_back_to_the_sender(listener, receiver, zoo_tables):
     original, paths, expected = zoo_tables
     response = receiver.call(listener[1], "table.load.fits", {"url": paths["fits"].as_uri(), "name": "zoo fits"})
@@ -223,6 +225,7 @@ def test_a_fits_table_call_is_answered_and_sent_back_to_the_sender(listener, rec
     check_labeled(params["url"], "fits", original, expected)
 
 
+@pytest.mark.slow
 def test_a_bad_table_gets_an_error_and_the_listener_keeps_listening(listener, receiver, zoo_tables):
     original, paths, expected = zoo_tables
     proc, client_id, log = listener
@@ -241,6 +244,7 @@ def test_a_bad_table_gets_an_error_and_the_listener_keeps_listening(listener, re
     check_labeled(params["url"], "votable", original, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "url",
     ["http://example.org/catalog.vot", "https://198.51.100.7:8443/t.vot", "ftp://localhost/t.vot", "file://far/t.vot"],
@@ -254,19 +258,14 @@ def test_a_table_on_another_machine_is_refused(listener, receiver, url):
     assert not receiver.tables("remote-frsurvey")
 
 
-def test_no_hub_is_a_clear_error(tmp_path, status_zoo, model_path):
-    env = dict(os.environ, SAMP_HUB=f"std-lockurl:{(tmp_path / 'no-lockfile').as_uri()}")
-    proc = subprocess.run(
-        [*frsurvey_command(), "samp", "--images", str(status_zoo[1]), "--model", str(model_path)],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env=env,
-    )
+def test_no_hub_is_a_clear_error(tmp_path, status_zoo, model_path, monkeypatch):
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'no-lockfile').as_uri()}")
+    proc = run_cli("samp", "--images", status_zoo[1], "--model", model_path)
     assert proc.returncode == 2
     assert "cannot register with a SAMP hub" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stops_cleanly_and_unregisters(hub, receiver, status_zoo, model_path, tmp_path, sig):
     proc, log = start_listener(tmp_path, status_zoo[1], model_path, "--name", "frsurvey-stopper")
@@ -397,6 +396,7 @@ def test_env_is_not_readable_through_samp(in_process, receiver):
     assert {"table.load.votable", "table.load.fits"} <= set(subscriptions)
 
 
+@pytest.mark.slow
 def test_stops_when_the_hub_shuts_down(status_zoo, model_path, tmp_path, monkeypatch):
     lockfile = tmp_path / "other-hub"
     monkeypatch.delenv("SAMP_HUB", raising=False)  # else the new hub sees the module's hub and does not start

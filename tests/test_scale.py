@@ -17,7 +17,7 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from astropy.table import MaskedColumn, Table
-from conftest import default_blobs, frsurvey_command, make_first_fits, run_frsurvey
+from conftest import default_blobs, frsurvey_command, make_first_fits, run_cli
 
 import frsurvey.preprocess as prep
 from frsurvey.io import ChunkWriter, read_catalog, write_catalog
@@ -48,6 +48,7 @@ def no_band(monkeypatch):
     monkeypatch.setattr(prep, "_BAND", 1e-9)
 
 
+@pytest.mark.slow
 def test_clip_exact_when_the_median_band_misses(no_band, first_cutouts):
     for path in sorted((first_cutouts / "fits").glob("*.fits"))[::15]:
         data = np.nan_to_num(fits.getdata(path))
@@ -88,6 +89,7 @@ def test_preprocessing_unchanged_by_the_fast_path(first_cutouts, monkeypatch):
 # Reading pixels straight from the file
 
 
+@pytest.mark.slow
 def test_direct_read_gives_astropys_pixels(first_cutouts, tmp_path):
     from dataclasses import replace
 
@@ -182,6 +184,7 @@ def assert_same_tables(a: Table, b: Table) -> None:
     assert ka == kb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt_in, fmt_out",
     [("csv", "vot"), ("ecsv", "ecsv"), ("fits", "fits"), ("vot", "csv"), ("csv", "fits"), ("fits", "vot")],
@@ -256,6 +259,7 @@ def test_chunk_writer_single_chunk_is_write_catalog(tmp_path, status_zoo):
         assert (tmp_path / f"one.{ext}").read_bytes() == (tmp_path / f"ref.{ext}").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["fits", "ecsv", "csv"])
 def test_failed_run_leaves_no_file(tmp_path, status_zoo, model_path, monkeypatch, ext):
     from frsurvey.run.engine import BatchClassifier
@@ -281,7 +285,7 @@ def test_failed_run_leaves_no_file(tmp_path, status_zoo, model_path, monkeypatch
 def test_cli_chunks_and_no_tta(tmp_path, status_zoo, model_path):
     catalog, images, expected = status_zoo
     out = tmp_path / "out.ecsv"
-    proc = run_frsurvey(
+    proc = run_cli(
         "classify", catalog, "--images", images, "--model", model_path, "--out", out, "--chunk-size", "5", "--no-tta"
     )
     assert proc.returncode == 3, proc.stderr
@@ -296,7 +300,7 @@ def test_cli_chunks_and_no_tta(tmp_path, status_zoo, model_path):
     with_tta = read_catalog(_classify(tmp_path, status_zoo, model_path))
     q = np.asarray(with_tta["P_FRI"], dtype=float)
     assert np.all(np.abs(p[ok] - q[ok]) < 0.5)
-    assert (run_frsurvey("classify", catalog, "--images", images, "--out", out, "--chunk-size", "-1")).returncode == 2
+    assert (run_cli("classify", catalog, "--images", images, "--out", out, "--chunk-size", "-1")).returncode == 2
 
 
 def _classify(tmp_path, status_zoo, model_path) -> Path:

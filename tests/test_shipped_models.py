@@ -77,6 +77,7 @@ def test_alignment_turns_the_major_axis_onto_x_and_the_bright_side_to_positive_x
     assert abs(float(new_theta[0])) < 0.02 and not bool(new_flip_x[0]) and not bool(new_flip_y[0])
 
 
+@pytest.mark.slow
 def test_alignment_is_the_same_for_all_8_dihedral_transforms(images):
     x = torch.from_numpy(to_model_input(images[0][:16]))
     base = align_orientation(x)
@@ -101,6 +102,7 @@ def test_aligned_network_is_invariant_in_one_pass(images):
             assert float((torch.softmax(net(dihedral(x, k)), -1) - base).abs().max()) < INVARIANCE_TOLERANCE
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_are_those_of_the_final_weights(images):
     torch.manual_seed(0)
     net = build_model("cnn", width=4, stem_stride=2)
@@ -127,6 +129,7 @@ def test_batch_norm_statistics_are_those_of_the_final_weights(images):
     torch.testing.assert_close(fresh, train_mode, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_distilled_student_is_one_pass_with_its_own_uncertainty(teacher_and_student, images, tmp_path):
     teacher, student, history = teacher_and_student
     assert teacher.uncertainty == "members" and teacher.views == 1 and not teacher.tta
@@ -157,6 +160,7 @@ def test_distilled_student_is_one_pass_with_its_own_uncertainty(teacher_and_stud
     torch.testing.assert_close(teacher.predict(x)[1], members.std(dim=0))
 
 
+@pytest.mark.slow
 def test_shipped_models_by_name(tmp_path, monkeypatch):
     assert default_model_path("accurate").name == "frsurvey-accurate.pt"
     assert default_model_path().name == "frsurvey-default.pt"
@@ -186,6 +190,7 @@ def real_cutouts(first_cutouts):
     return ds.data, ds.targets
 
 
+@pytest.mark.slow
 def test_shipped_default_is_invariant_to_the_8_dihedral_transforms(real_cutouts):
     model = load_model()
     assert model.views == 1 and model.uncertainty == "distilled"
@@ -197,6 +202,7 @@ def test_shipped_default_is_invariant_to_the_8_dihedral_transforms(real_cutouts)
         assert float((s - base_spread).abs().max()) < INVARIANCE_TOLERANCE, k
 
 
+@pytest.mark.slow
 def test_shipped_default_agrees_with_the_accurate_ensemble_on_real_cutouts(real_cutouts):
     images, _ = real_cutouts
     p_default, spread = predict(load_model("default"), images)
@@ -208,6 +214,7 @@ def test_shipped_default_agrees_with_the_accurate_ensemble_on_real_cutouts(real_
     assert np.all((spread >= 0) & (spread <= 0.5))
 
 
+@pytest.mark.slow
 def test_compressed_cutouts_train_on_the_pixels_classify_sees(shared_data, tmp_path):
     """Training data from the tile-compressed cutouts goes through classify's source and preprocessing."""
     from astropy.table import Table

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 from astropy.table import Column, MaskedColumn, Table
-from conftest import run_frsurvey
+from conftest import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,6 +178,7 @@ def test_classify_gallery_images_are_the_ones_show_cuts_again(gallery_run, monke
             assert np.array_equal(kept[r], captured[r]), r
 
 
+@pytest.mark.slow
 def test_show_selects_caps_and_draws_a_grid(gallery_run):
     _, labeled, images, expected, _, tmp = gallery_run
     ok = show_catalog(labeled, tmp / "ok.png", images=images, select="FR_STATUS == 'ok'")
@@ -214,19 +215,20 @@ def test_show_on_a_row_without_an_image_now(gallery_run, tmp_path):
     assert g.panels == expected.count("ok") and g.images == 0
 
 
+@pytest.mark.slow
 def test_cli_show_and_classify_gallery(gallery_run, status_zoo, model_path, tmp_path):
     _, labeled, images, expected, _, _ = gallery_run
-    proc = run_frsurvey("show", labeled, "--images", images, "--out", tmp_path / "cli.png", "--select", "P_FRII >= 0")
+    proc = run_cli("show", labeled, "--images", images, "--out", tmp_path / "cli.png", "--select", "P_FRII >= 0")
     assert proc.returncode == 0, proc.stderr
     n_ok = expected.count("ok")
     assert f"{n_ok} panel(s), {n_ok} with an image, of {n_ok} matching row(s)" in proc.stderr
     png_size(tmp_path / "cli.png")
-    bad = run_frsurvey("show", labeled, "--images", images, "--out", tmp_path / "bad.png", "--select", "exec('1')")
+    bad = run_cli("show", labeled, "--images", images, "--out", tmp_path / "bad.png", "--select", "exec('1')")
     assert bad.returncode == 2 and "not allowed" in bad.stderr
     assert not (tmp_path / "bad.png").exists()
     catalog = status_zoo[0]
     out = tmp_path / "out.vot"
-    run = run_frsurvey(
+    run = run_cli(
         "classify", catalog, "--images", images, "--model", model_path, "--out", out, "--gallery", tmp_path / "g.png"
     )
     assert run.returncode == 3, run.stderr

@@ -22,6 +22,7 @@ def same(a, b) -> bool:
     return bool(a == b or (np.isnan(a) and np.isnan(b)))
 
 
+@pytest.mark.slow
 def test_real_cutouts_to_the_bit(first_cutouts):
     files = sorted((first_cutouts / "fits").glob("*.fits"))
     assert len(files) == 301
@@ -57,6 +58,7 @@ def test_empty():
     assert np.isnan(sigma_clipped_std(np.zeros(0, np.float32)))
 
 
+@pytest.mark.slow
 def test_random_arrays_with_outliers_and_ties():
     rng = np.random.default_rng(42)
     for i in range(400):
@@ -91,6 +93,7 @@ def reference_preprocess(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(out).convert("L"))
 
 
+@pytest.mark.slow
 def test_preprocessing_identical_to_the_astropy_recipe(first_cutouts):
     for path in sorted((first_cutouts / "fits").glob("*.fits"))[::10]:
         with warnings.catch_warnings():

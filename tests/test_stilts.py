@@ -11,10 +11,13 @@ import subprocess
 import numpy as np
 import pytest
 from astropy.table import Column, Table
-from conftest import REPO, run_frsurvey
+from conftest import REPO, run_cli
 
 from frsurvey.io import OUTPUT_COLUMNS, PROVENANCE_KEYS, read_catalog
 from frsurvey.status import REFUSED, summarize
+
+# every check here starts STILTS (a Java virtual machine), most of them several times
+pytestmark = pytest.mark.slow
 
 
 def stilts_run(exe: str, *args: str) -> str:
@@ -63,7 +66,7 @@ def classified(tmp_path_factory, status_zoo, model_path):
     outs = {}
     for ext in ("vot", "fits"):
         out = tmp / f"out.{ext}"
-        proc = run_frsurvey("classify", src, "--images", images, "--model", model_path, "--out", out, "--device", "cpu")
+        proc = run_cli("classify", src, "--images", images, "--model", model_path, "--out", out, "--device", "cpu")
         assert proc.returncode == 3, proc.stderr
         outs[ext] = out
     return outs, expected, t
@@ -217,7 +220,7 @@ def awkward(tmp_path_factory, status_zoo, model_path):
     src.write_text(AWKWARD_VOTABLE, encoding="utf-8")
     runs = {}
     for key, extra, out in (("vot", [], tmp / "out.vot"), ("second", ["--table", "1"], tmp / "second.vot")):
-        proc = run_frsurvey("classify", src, *extra, "--images", images, "--model", model_path, "--out", out)
+        proc = run_cli("classify", src, *extra, "--images", images, "--model", model_path, "--out", out)
         assert proc.returncode in (0, 3), proc.stderr
         runs[key] = (proc.stderr, out)
     logged = io.StringIO()

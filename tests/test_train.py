@@ -28,6 +28,7 @@ def trained(easy_data):
     return train_model(images, labels, cfg, card={"name": "tiny"})
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(trained):
     model, history = trained
     losses = history["train_loss"]
@@ -40,11 +41,13 @@ def test_training_lowers_the_loss(trained):
     assert not any(m.training for m in model.net.modules())  # BN and dropout in evaluation mode
 
 
+@pytest.mark.slow
 def test_trained_model_reports_evaluation_mode(trained):
     model, _ = trained
     assert not model.training
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_with_identical_predictions(trained, easy_data, tmp_path):
     model, _ = trained
     path = save_model(model, tmp_path / "sub" / "m.pt")
@@ -62,6 +65,7 @@ def test_checkpoint_reloads_with_identical_predictions(trained, easy_data, tmp_p
     assert float(again.temperature) == pytest.approx(float(model.temperature))
 
 
+@pytest.mark.slow
 def test_model_card(trained, tmp_path):
     model, _ = trained
     path = save_model(model, tmp_path / "m.pt")
@@ -82,6 +86,7 @@ def test_model_card(trained, tmp_path):
     assert len(card["weights_sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(easy_data):
     images, labels = easy_data
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=1, batch_size=16, device="cpu", seed=5)
@@ -90,6 +95,7 @@ def test_same_seed_same_weights(easy_data):
     assert weights_sha256(a.net.state_dict()) == weights_sha256(b.net.state_dict())
 
 
+@pytest.mark.slow
 def test_same_weights_with_a_progress_bar_or_without_and_with_workers_or_without(easy_data, capsys):
     """The bar once opened a second DataLoader iterator, which drew a seed from the RNGs and changed the weights."""
     images, labels = easy_data
@@ -179,6 +185,7 @@ def _identical_images_catalog(tmp_path, n=12):
     return tmp_path / "same.ecsv", images
 
 
+@pytest.mark.slow
 def test_train_cli_that_learns_nothing_is_not_a_success(tmp_path, capsys):
     from frsurvey.cli import main
 
@@ -194,6 +201,7 @@ def test_train_cli_that_learns_nothing_is_not_a_success(tmp_path, capsys):
     assert "did not learn" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_warns_when_the_data_was_the_models_training_data(tmp_path, capsys):
     from frsurvey.cli import main
 
@@ -218,6 +226,7 @@ def test_evaluate_warns_when_the_data_was_the_models_training_data(tmp_path, cap
     assert "trained on" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_cv_writes_figures(tmp_path, capsys):
     from frsurvey.cli import main
 
@@ -232,6 +241,7 @@ def test_evaluate_cv_writes_figures(tmp_path, capsys):
     }
 
 
+@pytest.mark.slow
 def test_tampered_checkpoint_is_refused(trained, tmp_path):
     model, _ = trained
     path = save_model(model, tmp_path / "m.pt")
@@ -243,6 +253,7 @@ def test_tampered_checkpoint_is_refused(trained, tmp_path):
         load_model(tmp_path / "tampered.pt")
 
 
+@pytest.mark.slow
 def test_checkpoint_for_other_preprocessing_is_refused(trained, tmp_path):
     model, _ = trained
     path = save_model(model, tmp_path / "m.pt")
@@ -307,6 +318,7 @@ def test_train_cli_end_to_end(tmp_path, frdeep_archive):
     assert (tmp_path / "data" / "FIRST_PNG_dataset" / "test_batch").is_file()
 
 
+@pytest.mark.slow
 def test_train_cli_without_dataset_is_a_usage_error(tmp_path):
     proc = run_frsurvey("train", "--out", tmp_path / "x.pt")
     assert proc.returncode == 2
@@ -315,12 +327,14 @@ def test_train_cli_without_dataset_is_a_usage_error(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_train_cli_with_a_missing_dataset(tmp_path):
     proc = run_frsurvey("train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", tmp_path / "x.pt")
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_cli_builds_the_shipped_kind_of_model_from_a_labeled_catalog(tmp_path, capsys):
     from astropy.table import Table
     from conftest import default_blobs, make_first_fits
