@@ -483,7 +483,7 @@ def test_exit_codes_and_debug(tmp_path, sky, model_path, capsys, monkeypatch):
 
     monkeypatch.setattr(BatchClassifier, "classify", broken)
     rc, err = cli(capsys, "classify", tmp_path / "c.csv", "--out", tmp_path / "f.vot", *base)
-    assert rc == 1 and "internal error: RuntimeError: a bug in the engine (run with --debug" in err
+    assert rc == 1 and "internal error: RuntimeError: a bug in the engine (a bug: rerun with --debug" in err
     assert "Traceback" not in err
     with pytest.raises(RuntimeError):
         main([str(a) for a in ["classify", tmp_path / "c.csv", "--out", tmp_path / "f.vot", *base, "--debug"]])

@@ -163,13 +163,13 @@ def test_classify_gallery_images_are_the_ones_show_cuts_again(gallery_run, monke
     """Kept from the run or cut again by `show`: the same canonical pixels."""
     result, _, images, expected, (_, kept), tmp = gallery_run
     captured = {}
-    original = show.draw_gallery
+    original = gallery.draw_gallery
 
     def capture(table, imgs, rows, path, **kw):
         captured.update(imgs)
         return original(table, imgs, rows, path, **kw)
 
-    monkeypatch.setattr(show, "draw_gallery", capture)
+    monkeypatch.setattr(gallery, "draw_gallery", capture)
     g = show_catalog(result, tmp / "again.png", images=images)
     assert g.images == expected.count("ok")
     for r, status in enumerate(expected):

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .._flags import Check, OptionError, at_least, check_fields, option
+from .._flags import Check, OptionError, at_least, option
 from ..preprocess import PIXEL_SCALE_ARCSEC
 from .base import ImageSource
 from .cache import CutoutCache
@@ -179,7 +179,8 @@ class SourceOptions:
     )
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        # the values are checked for the source they make (as the sources check them), not field by field:
+        # options of the other kind of source are ignored; the command line's flags check their own values
         name = self.name
         if name == "local":
             if self.images is None:
