@@ -32,9 +32,9 @@ _PUBLIC = {
     "RunSummary": "frsurvey.run",
     "ClassifyOptions": "frsurvey.options",
     "SourceOptions": "frsurvey.sources",
-    "Thresholds": "frsurvey.morphology",
-    "load_model": "frsurvey.models",
-    "preprocess_first": "frsurvey.preprocess",
+    "Thresholds": "frsurvey.image.morphology",
+    "load_model": "frsurvey.model",
+    "preprocess_first": "frsurvey.image.preprocess",
     "read_catalog": "frsurvey.io",
     "write_catalog": "frsurvey.io",
 }

@@ -1,7 +1,7 @@
 """Options that are also command-line flags: each one defined once, on its dataclass field.
 
 An options dataclass (:class:`frsurvey.options.ClassifyOptions`,
-:class:`frsurvey.sources.SourceOptions`, :class:`frsurvey.morphology.Thresholds`)
+:class:`frsurvey.sources.SourceOptions`, :class:`frsurvey.image.morphology.Thresholds`)
 declares each field with :func:`option`: its default, the check its values
 must pass and how the command line spells it. The command line adds the
 flags with :func:`add_flags` and builds the dataclass back with

@@ -62,7 +62,7 @@ class _Formatter(logging.Formatter):
 @contextlib.contextmanager
 def _epoch_lines(quiet: bool):
     """While in the block, training logs one line per epoch (unless ``quiet``); the level as before after."""
-    train_log = logging.getLogger("frsurvey.train")
+    train_log = logging.getLogger("frsurvey.training.train")
     saved = train_log.level
     if not quiet and logging.getLogger("frsurvey").getEffectiveLevel() > logging.INFO:
         train_log.setLevel(logging.INFO)
@@ -146,7 +146,7 @@ def _add_device_option(group) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     from ._flags import add_flags
-    from .morphology import Thresholds
+    from .image.morphology import Thresholds
     from .options import ClassifyOptions
 
     p.add_argument(
@@ -190,9 +190,9 @@ def _source_options(args: argparse.Namespace):
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     from ._flags import add_flags
-    from .datasets import DATA_ENV, FRDEEPF, default_data_dir
     from .options import ClassifyOptions
     from .sources import SourceOptions
+    from .training.datasets import DATA_ENV, FRDEEPF, default_data_dir
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=["frdeep-f"], help="a published dataset (FRDEEP-F: 600 FIRST images)")
@@ -439,7 +439,7 @@ def _check_images(images: str | None) -> None:
 def _classify_options(args: argparse.Namespace, **values):
     """Return the ClassifyOptions of the parsed flags (classify, samp), with ``values`` replaced."""
     from ._flags import from_args
-    from .morphology import Thresholds
+    from .image.morphology import Thresholds
     from .options import ClassifyOptions
 
     return from_args(
@@ -493,7 +493,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _load_training_data(args: argparse.Namespace, split: str = "train"):
     """Return the labeled data (images, labels, names, data cards) of --dataset and/or --catalog."""
-    from .training_data import catalog_data, combine
+    from .training.data import catalog_data, combine
 
     if args.dataset is None and args.catalog is None:
         raise OptionError("no data: give --dataset frdeep-f and/or --catalog CAT --images DIR")
@@ -520,15 +520,15 @@ def _load_training_data(args: argparse.Namespace, split: str = "train"):
 
 def _data_root(args: argparse.Namespace):
     """Return ``--data-root``, or the default data directory."""
-    from .datasets import default_data_dir
+    from .training.datasets import default_data_dir
 
     return args.data_root if args.data_root is not None else default_data_dir()
 
 
 def _frdeep(args: argparse.Namespace, split: str):
     """Return the FRDEEP-F split, downloaded first with ``--download`` or ``--dataset-url``; errors name the fix."""
-    from .datasets import FRDEEPF, DatasetMissingError
-    from .training_data import frdeep_data
+    from .training.data import frdeep_data
+    from .training.datasets import FRDEEPF, DatasetMissingError
 
     root = _data_root(args)
     download = args.download or args.dataset_url is not None
@@ -544,7 +544,7 @@ def _frdeep(args: argparse.Namespace, split: str):
 
 
 def _train_config(args: argparse.Namespace):
-    from .train import training_config
+    from .training.train import training_config
 
     try:
         return training_config(
@@ -581,8 +581,8 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .models import save_model
-    from .training_run import run_training
+    from .model.checkpoint import save_model
+    from .training.pipeline import run_training
 
     data = _load_training_data(args, "train")
     cfg = _train_config(args)
@@ -599,7 +599,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model, history, failure = run.model, run.history, run.failure
     save_model(model, args.out)
     if args.report:
-        from .evaluate import write_report
+        from .training.evaluate import write_report
 
         write_report(args.report, model.card["metrics"], history=history)
     v = model.card["metrics"]["validation"]
@@ -625,7 +625,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import cross_validate_data, evaluate_data, write_report
+    from .training.evaluate import cross_validate_data, evaluate_data, write_report
 
     if not args.cv:
         given = [option for dest, (option, default) in args.cv_only.items() if getattr(args, dest) != default]
@@ -647,7 +647,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_OK
-    from .models import load_model
+    from .model.checkpoint import load_model
 
     model = load_model(args.model)
     result = evaluate_data(model, data)
@@ -781,10 +781,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the parsed command; return its exit code (errors become messages and codes)."""
-    from .datasets import DatasetIntegrityError
     from .io import CatalogError
-    from .models import CheckpointError
+    from .model.checkpoint import CheckpointError
     from .show import SelectError
+    from .training.datasets import DatasetIntegrityError
 
     try:
         with _catalog_cap(getattr(args, "max_catalog_bytes", None)):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from .image.prepare import PreparedCutouts
 from .io.positions import find_position_columns, parse_positions
-from .prepare import PreparedCutouts
 from .status import Status
 
 __all__ = [
@@ -166,7 +166,7 @@ def draw_gallery(
 
 
 def from_model_input(x) -> np.ndarray:
-    """Return the uint8 canonical image(s) of model input made by :func:`frsurvey.preprocess.to_model_input`."""
+    """Return the uint8 canonical image(s) of model input made by :func:`frsurvey.image.preprocess.to_model_input`."""
     x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
     return np.rint((x * 0.5 + 0.5) * 255).clip(0, 255).astype(np.uint8)
 
@@ -189,7 +189,7 @@ class GalleryKeeper:
         self.images: dict[int, np.ndarray] = {}
 
     def take(self, batch: dict) -> None:
-        """Keep the images of wanted sources from one batch of :func:`frsurvey.prepare.collate_prepared`."""
+        """Keep the images of wanted sources from one batch of :func:`frsurvey.image.prepare.collate_prepared`."""
         for pos, key in enumerate(batch["ok_index"]):
             if key in self.wanted:
                 self.images[int(key)] = from_model_input(batch["x"][pos, 0])

@@ -5,7 +5,7 @@ on the fields (:func:`frsurvey._flags.option`); the command line, the Python
 API (:func:`frsurvey.classify_table`, :func:`frsurvey.classify_file`), the
 SAMP listener, ``fetch`` and ``show`` all take this object (or its fields as
 keywords). The image source's options are a :class:`~frsurvey.sources.SourceOptions`
-inside it, the refusal thresholds a :class:`~frsurvey.morphology.Thresholds`.
+inside it, the refusal thresholds a :class:`~frsurvey.image.morphology.Thresholds`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._flags import Check, OptionError, at_least, check_fields, device_name, option
+from .image.morphology import Thresholds
 from .io.read import DEFAULT_CHUNK_SIZE
-from .morphology import Thresholds
 from .sources import SourceOptions
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "ClassifyOptions", "OptionError"]

@@ -262,7 +262,7 @@ class SampClassifier:
         ------
         SampError
             If no SAMP hub is running (or it cannot be reached).
-        frsurvey.models.CheckpointError, ValueError
+        frsurvey.model.checkpoint.CheckpointError, ValueError
             If the model or image source options are unusable.
         """
         from .run.engine import get_model
@@ -543,7 +543,7 @@ class SampClassifier:
     def process(self, job: _Job) -> dict:
         """Classify one received table, send it back, reply; return the SAMP response sent."""
         from .io import CatalogError, read_catalog, write_catalog
-        from .models import CheckpointError
+        from .model.checkpoint import CheckpointError
         from .run import classify_table
         from .status import Status, summarize
 

@@ -66,7 +66,7 @@ def peer_loop(files: list[Path], model, tta: bool) -> list[float]:
     from astropy.io import fits
     from astropy.stats import sigma_clipped_stats
 
-    from frsurvey.preprocess import circle_mask, to_model_input
+    from frsurvey.image.preprocess import circle_mask, to_model_input
 
     mask = circle_mask()
     out = []

@@ -41,8 +41,8 @@ from astropy.table import Table, vstack
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from frsurvey.morphology import FWHM_PER_SIGMA, Thresholds, beam_fwhm, decide
-from frsurvey.preprocess import PIXEL_SCALE_ARCSEC, sigma_clipped_std
+from frsurvey.image.morphology import FWHM_PER_SIGMA, Thresholds, beam_fwhm, decide
+from frsurvey.image.preprocess import PIXEL_SCALE_ARCSEC, sigma_clipped_std
 from frsurvey.run import classify_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -185,9 +185,9 @@ def frdeep_ood(model=None) -> Table:
 
     import torch
 
-    from frsurvey.models import load_model
-    from frsurvey.ood import energy
-    from frsurvey.preprocess import to_model_input
+    from frsurvey.image.preprocess import to_model_input
+    from frsurvey.model.checkpoint import load_model
+    from frsurvey.model.ood import energy
 
     model = load_model(model)
     data, labels = [], []
@@ -252,8 +252,8 @@ def main() -> None:
 
 
 def add_flags(t: Table, images: Path) -> None:
-    """Add the columns ``edge`` and ``flanked`` of :func:`frsurvey.morphology.measure` (not output columns)."""
-    from frsurvey.prepare import PreparedCutouts
+    """Add the columns ``edge`` and ``flanked`` of :func:`frsurvey.image.morphology.measure` (not output columns)."""
+    from frsurvey.image.prepare import PreparedCutouts
     from frsurvey.sources import LocalFITSSource
 
     src = LocalFITSSource(images)

@@ -5,7 +5,7 @@ Two checkpoints come out of one run:
 
 - ``frsurvey-default.pt`` (``--model default``, what ``classify`` uses): one
   network, one forward pass per source. It turns every image into a
-  standard orientation first (:func:`frsurvey.models.align_orientation`), so
+  standard orientation first (:func:`frsurvey.model.networks.align_orientation`), so
   it is invariant to the 8 rotations by 90 degrees and mirror images by
   construction and needs no test-time augmentation. It is distilled from the
   ensemble below (its probabilities, on heavily augmented cutouts) and has a
@@ -61,11 +61,11 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from frsurvey.datasets import LabeledCatalog, find_duplicates
-from frsurvey.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
-from frsurvey.models import file_sha256, save_model
-from frsurvey.train import TrainConfig, split_stratified, train_ensemble, train_model
-from frsurvey.training_data import frdeep_data
+from frsurvey.model.checkpoint import file_sha256, save_model
+from frsurvey.training.data import frdeep_data
+from frsurvey.training.datasets import LabeledCatalog, find_duplicates
+from frsurvey.training.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
+from frsurvey.training.train import TrainConfig, split_stratified, train_ensemble, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

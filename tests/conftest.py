@@ -204,7 +204,7 @@ def synthetic_cutout(kind: str, rng: np.random.Generator) -> np.ndarray:
 
 def synthetic_training_set(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return ``n`` canonical uint8 images (half FRI, half FRII) and their labels (0 = FRI, 1 = FRII)."""
-    from frsurvey.preprocess import preprocess_first
+    from frsurvey.image.preprocess import preprocess_first
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
@@ -330,7 +330,7 @@ def frdeep_archive(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def frdeep_root(tmp_path_factory, frdeep_archive) -> Path:
     """A data root where FRDEEP-F was installed once from the local archive (treat as read-only)."""
-    from frsurvey.datasets import FRDEEPF
+    from frsurvey.training.datasets import FRDEEPF
 
     root = tmp_path_factory.mktemp("frdeep")
     FRDEEPF(root, train=True, download=True, url=str(frdeep_archive))
@@ -351,8 +351,9 @@ def model_path(tmp_path_factory) -> Path:
     """A real model, trained in this session for 2 epochs on 64 synthetic images and saved with save_model."""
     import torch
 
-    from frsurvey.models import SmallCNN, save_model
-    from frsurvey.train import TrainConfig, train_model
+    from frsurvey.model.checkpoint import save_model
+    from frsurvey.model.networks import SmallCNN
+    from frsurvey.training.train import TrainConfig, train_model
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     images, labels = synthetic_training_set(64, seed=1)
@@ -369,7 +370,7 @@ def model_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model(model_path):
     """The session model, loaded with frsurvey.load_model."""
-    from frsurvey.models import load_model
+    from frsurvey.model.checkpoint import load_model
 
     return load_model(model_path)
 

@@ -98,7 +98,7 @@ def test_classify_real_cutouts(real_classified, first_cutouts):
 def test_real_output_model_sha_is_the_checkpoint_file(real_classified, model_path):
     from astropy.io import votable
 
-    from frsurvey.models import file_sha256
+    from frsurvey.model.checkpoint import file_sha256
 
     infos = {i.name: i.value for i in votable.parse(str(real_classified[1])).resources[0].infos}
     assert infos["FRS_MSHA"] == file_sha256(model_path)

@@ -109,7 +109,7 @@ def test_a_missing_dataset_names_the_options_that_fetch_it(capsys, tmp_path):
 
 
 def test_the_default_data_root_is_the_platforms(monkeypatch, tmp_path, capsys):
-    from frsurvey.datasets import default_data_dir
+    from frsurvey.training.datasets import default_data_dir
 
     monkeypatch.delenv("FRSURVEY_DATA", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))

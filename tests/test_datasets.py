@@ -10,8 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from frsurvey.datasets import FRDEEPF, DatasetIntegrityError, md5sum
-from frsurvey.preprocess import circle_mask
+from frsurvey.image.preprocess import circle_mask
+from frsurvey.training.datasets import FRDEEPF, DatasetIntegrityError, md5sum
 
 
 def copy_of(root, tmp_path):
@@ -143,7 +143,7 @@ def test_labeled_data_of_frdeep_f_and_a_catalog_as_the_train_command_takes_them(
     from astropy.table import Table
     from conftest import default_blobs, make_first_fits
 
-    from frsurvey.training_data import load_labeled_data, seen_in_training
+    from frsurvey.training.data import load_labeled_data, seen_in_training
 
     images = tmp_path / "img"
     images.mkdir()
@@ -170,7 +170,7 @@ def test_labeled_data_of_frdeep_f_and_a_catalog_as_the_train_command_takes_them(
 
 
 def test_labeled_data_needs_data_and_a_catalogs_images(tmp_path):
-    from frsurvey.training_data import frdeep_data, load_labeled_data
+    from frsurvey.training.data import frdeep_data, load_labeled_data
 
     with pytest.raises(ValueError, match="no data"):
         load_labeled_data()

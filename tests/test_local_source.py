@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from conftest import first_wcs, make_first_fits, random_name
 
-from frsurvey.preprocess import preprocess_first
+from frsurvey.image.preprocess import preprocess_first
 from frsurvey.sources import Cutout, LocalFITSSource, make_source
 from frsurvey.status import Status
 

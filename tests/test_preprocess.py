@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from conftest import FIRST_NOISE, default_blobs, first_wcs, render_blobs
 
-from frsurvey.preprocess import (
+from frsurvey.image.preprocess import (
     CROP_SIZE,
     BlankImageError,
     circle_mask,

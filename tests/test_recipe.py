@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frsurvey.models import load_model
+from frsurvey.model.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

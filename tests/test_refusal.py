@@ -15,8 +15,8 @@ from astropy.io.votable import parse_single_table
 from astropy.table import Table
 from conftest import FIRST_NOISE, first_wcs, make_first_fits, render_blobs, run_cli
 
-from frsurvey.morphology import MEASURES, Thresholds, beam_fwhm, measure
-from frsurvey.preprocess import preprocess_first_with_noise
+from frsurvey.image.morphology import MEASURES, Thresholds, beam_fwhm, measure
+from frsurvey.image.preprocess import preprocess_first_with_noise
 from frsurvey.run import classify_table
 
 RA, DEC = 150.0, 30.0

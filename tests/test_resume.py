@@ -341,7 +341,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
         with open(work, "a") as f:
             f.write("extra row,150.0,30.0,9\n")
     elif change == "model":
-        from frsurvey.models import load_model, save_model
+        from frsurvey.model.checkpoint import load_model, save_model
 
         m = load_model(options["model"])
         m.card["name"] = "another"
@@ -353,7 +353,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
     elif change == "chunk-size":
         extra["chunk_size"] = 4
     elif change == "thresholds":
-        from frsurvey.morphology import Thresholds
+        from frsurvey.image.morphology import Thresholds
 
         extra["thresholds"] = Thresholds(unresolved_size=5.0)
     else:

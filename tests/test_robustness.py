@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from frsurvey.cli import main
 from frsurvey.io import CatalogError, parse_positions, read_catalog, write_catalog
-from frsurvey.models import CLASSES, CheckpointError, card_sha256, load_model
+from frsurvey.model.checkpoint import CheckpointError, card_sha256, load_model
+from frsurvey.model.networks import CLASSES
 from frsurvey.run import classify_file
 from frsurvey.sources import LocalFITSSource
 from frsurvey.status import DESCRIPTIONS, REFUSED, Status

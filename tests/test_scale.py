@@ -19,7 +19,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import MaskedColumn, Table
 from conftest import default_blobs, frsurvey_command, make_first_fits, run_cli
 
-import frsurvey.preprocess as prep
+import frsurvey.image.preprocess as prep
 from frsurvey.io import ChunkWriter, read_catalog, write_catalog
 from frsurvey.run import classify_file
 from frsurvey.sources import LocalFITSSource
@@ -314,7 +314,7 @@ def test_no_tta_is_one_view_of_the_model(status_zoo, model):
     """--no-tta gives the calibrated probability of the unrotated image, from one forward pass."""
     import torch
 
-    from frsurvey.prepare import PreparedCutouts, collate_prepared
+    from frsurvey.image.prepare import PreparedCutouts, collate_prepared
     from frsurvey.run import classify_table
     from frsurvey.sources import make_source
 

@@ -11,23 +11,15 @@ import torch
 from astropy.io import fits
 from conftest import synthetic_training_set
 
-from frsurvey.augment import rotate
-from frsurvey.datasets import LabeledCatalog
-from frsurvey.evaluate import predict
+from frsurvey.image.preprocess import preprocess_first, to_model_input
 from frsurvey.metrics import wilson_interval
-from frsurvey.models import (
-    CheckpointError,
-    align_orientation,
-    build_model,
-    default_model_path,
-    dihedral,
-    load_model,
-    orientation_moments,
-    save_model,
-)
-from frsurvey.preprocess import preprocess_first, to_model_input
+from frsurvey.model.checkpoint import CheckpointError, default_model_path, load_model, save_model
+from frsurvey.model.networks import align_orientation, build_model, dihedral, orientation_moments
 from frsurvey.run.engine import numeric_settings
-from frsurvey.train import TrainConfig, _recompute_batch_norm, train_ensemble, train_model
+from frsurvey.training.augment import rotate
+from frsurvey.training.datasets import LabeledCatalog
+from frsurvey.training.evaluate import predict
+from frsurvey.training.train import TrainConfig, _recompute_batch_norm, train_ensemble, train_model
 
 #: Largest change of P(FRII) allowed between the 8 dihedral transforms of an image, for an aligned model:
 #: the alignment resamples the same pixels at positions that agree to ~1e-12 pixel, so only float32
@@ -88,7 +80,7 @@ def test_alignment_is_the_same_for_all_8_dihedral_transforms(images):
     turned = align_orientation(rotate(x, torch.full((16,), 0.6)))
     assert float((turned - base).abs().mean()) < 0.01
     # background stays background outside the circle
-    from frsurvey.preprocess import circle_mask
+    from frsurvey.image.preprocess import circle_mask
 
     assert torch.all(base[..., ~torch.from_numpy(circle_mask(150))] == -1)
 
@@ -219,7 +211,7 @@ def test_compressed_cutouts_train_on_the_pixels_classify_sees(shared_data, tmp_p
     """Training data from the tile-compressed cutouts goes through classify's source and preprocessing."""
     from astropy.table import Table
 
-    from frsurvey.prepare import PreparedCutouts
+    from frsurvey.image.prepare import PreparedCutouts
     from frsurvey.sources import LocalFITSSource
 
     folder = shared_data / "mirabest-more"

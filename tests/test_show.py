@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import frsurvey.gallery as gallery
-import frsurvey.show as show
 from frsurvey.io import CatalogError, read_catalog, write_catalog
 from frsurvey.show import SelectError, select_rows, show_catalog
 

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
-from frsurvey.preprocess import preprocess_first, sigma_clipped_std
+from frsurvey.image.preprocess import preprocess_first, sigma_clipped_std
 
 
 def astropy_std(x: np.ndarray) -> np.floating:
@@ -78,7 +78,7 @@ def reference_preprocess(image: np.ndarray) -> np.ndarray:
     """The canonical recipe written out with astropy, as MiraBest wrote it."""
     from PIL import Image
 
-    from frsurvey.preprocess import circle_mask
+    from frsurvey.image.preprocess import circle_mask
 
     image = np.nan_to_num(image)
     std = astropy_std(image)

@@ -11,9 +11,11 @@ import pytest
 import torch
 from conftest import run_frsurvey, synthetic_training_set
 
-from frsurvey.models import CLASSES, CheckpointError, FRClassifier, load_model, save_model, weights_sha256
-from frsurvey.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
-from frsurvey.train import TrainConfig, _optimizer, learning_failure, lr_schedule, train_model, training_config
+from frsurvey.image.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
+from frsurvey.model.checkpoint import CheckpointError, load_model, save_model, weights_sha256
+from frsurvey.model.classifier import FRClassifier
+from frsurvey.model.networks import CLASSES
+from frsurvey.training.train import TrainConfig, _optimizer, learning_failure, lr_schedule, train_model, training_config
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
-#: The measurement columns, in the order of :data:`frsurvey.morphology.MEASURES`'s first four.
+#: The measurement columns, in the order of :data:`frsurvey.image.morphology.MEASURES`'s first four.
 MEASURE_COLUMNS: tuple[str, ...] = ("FR_SNR", "FR_LAS", "FR_SIZE_DECONV", "FR_NCOMP")
 
 
@@ -127,7 +127,7 @@ def add_results(
     """Return a copy of ``table`` with the FR_ columns and provenance added.
 
     ``measures`` (``(N, k)``, the first four values of
-    :func:`frsurvey.morphology.measure`: S/N, LAS, deconvolved size, number
+    :func:`frsurvey.image.morphology.measure`: S/N, LAS, deconvolved size, number
     of components; NaN where not measured) adds :data:`MEASURE_COLUMNS`;
     ``ood`` adds ``FR_OOD``.
 

@@ -26,13 +26,13 @@ from astropy.table import Table
 from .. import progress as _progress
 from .._utils import __version__, resolve_device
 from ..gallery import draw_rows
+from ..image.preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from ..io.formats import format_from_path
 from ..io.positions import find_position_columns
 from ..io.read import CatalogChunks, read_catalog
 from ..io.write import ChunkWriter, write_catalog
-from ..models import FRClassifier
+from ..model.classifier import FRClassifier
 from ..options import ClassifyOptions
-from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from ..progress import RowProgress
 from ..sources import ImageSource
 from ..status import FailureLog, Status, summarize_counts
@@ -146,7 +146,7 @@ def classify_file(
     frsurvey.io.CatalogError
         If the catalog cannot be read or has no position columns, the output
         cannot be written, or another run is writing the same output.
-    frsurvey.models.CheckpointError
+    frsurvey.model.checkpoint.CheckpointError
         If the model cannot be loaded.
     KeyboardInterrupt
         On Ctrl-C (or SIGTERM made one), with ``run_summary`` (a RunSummary
@@ -403,7 +403,7 @@ def classify_table(
     ------
     frsurvey.io.CatalogError
         If the catalog cannot be read or has no position columns.
-    frsurvey.models.CheckpointError
+    frsurvey.model.checkpoint.CheckpointError
         If the model cannot be loaded.
     """
     opts = ClassifyOptions.build(

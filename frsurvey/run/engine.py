@@ -40,11 +40,13 @@ from astropy.table import Table
 from torch.utils.data import DataLoader
 
 from .._utils import __version__, resolve_device
+from ..image.morphology import MEASURES, Thresholds, decide
+from ..image.prepare import PreparedCutouts, collate_prepared
+from ..image.preprocess import PREPROCESSING, PREPROCESSING_VERSION
 from ..io.columns import add_results
-from ..models import CLASSES, UNCERTAINTY_SHORT, D4Average, FRClassifier, fused_for_inference, load_model
-from ..morphology import MEASURES, Thresholds, decide
-from ..prepare import PreparedCutouts, collate_prepared
-from ..preprocess import PREPROCESSING, PREPROCESSING_VERSION
+from ..model.checkpoint import load_model
+from ..model.classifier import UNCERTAINTY_SHORT, FRClassifier, fused_for_inference
+from ..model.networks import CLASSES, D4Average
 from ..sources import Cutout, ImageSource
 from ..status import Status, summarize
 
@@ -114,9 +116,9 @@ class RowResults:
     keeper : object or None
         What ``keep`` returned (the gallery's image keeper), if given.
     measures : numpy.ndarray or None
-        ``(N, len(MEASURES))`` float64 from :func:`frsurvey.morphology.measure`, NaN where not measured.
+        ``(N, len(MEASURES))`` float64 from :func:`frsurvey.image.morphology.measure`, NaN where not measured.
     ood : numpy.ndarray or None
-        ``FR_OOD`` (:func:`frsurvey.ood.energy`), NaN where the model did not see the row.
+        ``FR_OOD`` (:func:`frsurvey.model.ood.energy`), NaN where the model did not see the row.
     """
 
     status: np.ndarray
@@ -208,7 +210,7 @@ class BatchClassifier:
     Parameters
     ----------
     model : FRClassifier
-        The model; the classifier runs its own copy of it on ``device`` (see :func:`~frsurvey.models.fused_for_inference`).
+        The model; the classifier runs its own copy of it on ``device`` (see :func:`~frsurvey.model.classifier.fused_for_inference`).
     source : ImageSource
         Where the cutouts come from; closed by :meth:`close`.
     device : str or torch.device
@@ -233,7 +235,7 @@ class BatchClassifier:
         How many source keys' results are remembered across calls (chunks).
     thresholds : Thresholds, optional
         When a measured and classified source gets no label (``unresolved``,
-        ``too_large``, ``out_of_domain``); default: :class:`~frsurvey.morphology.Thresholds`'s defaults.
+        ``too_large``, ``out_of_domain``); default: :class:`~frsurvey.image.morphology.Thresholds`'s defaults.
     """
 
     def __init__(
@@ -486,7 +488,7 @@ class BatchClassifier:
         The model sees :attr:`pass_size` sources at a time, the last pass
         padded, so that every pass has the same shape and a source's scores
         do not depend on the others in its batch. ``with_energy``: also the
-        energy score ``FR_OOD`` (:func:`frsurvey.ood.energy`).
+        energy score ``FR_OOD`` (:func:`frsurvey.model.ood.energy`).
         """
         n = x.shape[0]
         step = self.pass_size

@@ -71,7 +71,7 @@ def journal_path(out: str | os.PathLike) -> Path:
 
 def catalog_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     """Return what identifies a catalog file's content: its size and the sha256 of its bytes."""
-    from ..models import file_sha256
+    from ..model.checkpoint import file_sha256
 
     path = Path(path)
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
@@ -85,7 +85,7 @@ def model_fingerprint(model: Any) -> str:
     import hashlib
     import json
 
-    from ..models import weights_sha256
+    from ..model.checkpoint import weights_sha256
 
     extra = json.dumps(
         {"temperature": float(model.temperature), "tta": bool(model.tta), "card": model.card},

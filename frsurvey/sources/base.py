@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..preprocess import CUTOUT_SIZE
+from ..image.preprocess import CUTOUT_SIZE
 from ..status import Status
 
 __all__ = ["Cutout", "ImageSource"]

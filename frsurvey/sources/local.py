@@ -22,7 +22,7 @@ import numpy as np
 
 from .._compat import fits as fits_compat
 from .._flags import OptionError
-from ..preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+from ..image.preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from ..status import Status
 from .base import Cutout, ImageSource
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .._flags import Check, OptionError, at_least, option
-from ..preprocess import PIXEL_SCALE_ARCSEC
+from ..image.preprocess import PIXEL_SCALE_ARCSEC
 from .base import ImageSource
 from .cache import CutoutCache
 from .first import FIRSTSource

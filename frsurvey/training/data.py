@@ -5,7 +5,7 @@ Python: canonical uint8 images, their labels, a name per image, and one
 *data card* per source of data (stored in a model card's ``training_data``
 and in an evaluation's ``data``)::
 
-    from frsurvey.training_data import load_labeled_data
+    from frsurvey.training.data import load_labeled_data
 
     data = load_labeled_data("frdeep-f", download=True)  # FRDEEP-F's 550 training images
     data = load_labeled_data(catalog="labeled.ecsv", images="fits/")  # a labeled catalog
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from astropy.table import Table
 
-from ._utils import file_digest
+from .._utils import file_digest
 from .datasets import FRDEEPF, LabeledCatalog, default_data_dir
 
 __all__ = ["LabeledData", "catalog_data", "combine", "frdeep_data", "load_labeled_data", "seen_in_training"]
@@ -32,7 +32,7 @@ __all__ = ["LabeledData", "catalog_data", "combine", "frdeep_data", "load_labele
 class LabeledData(NamedTuple):
     """Labeled canonical images and the cards of the data they come from."""
 
-    #: uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.preprocess`).
+    #: uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.image.preprocess`).
     images: np.ndarray
     #: ``(N,)`` class indices, 0 = FRI, 1 = FRII.
     labels: np.ndarray
@@ -48,13 +48,13 @@ def frdeep_data(
     download: bool = False,
     url: str | None = None,
 ) -> LabeledData:
-    """Return a split of FRDEEP-F (:class:`frsurvey.datasets.FRDEEPF`, with the canonical circular mask).
+    """Return a split of FRDEEP-F (:class:`frsurvey.training.datasets.FRDEEPF`, with the canonical circular mask).
 
     Parameters
     ----------
     root : str or path-like, optional
         Where the dataset is, or is unpacked; default
-        :func:`frsurvey.datasets.default_data_dir`.
+        :func:`frsurvey.training.datasets.default_data_dir`.
     split : str
         ``train`` (550 images) or ``test`` (50).
     download : bool
@@ -69,9 +69,9 @@ def frdeep_data(
 
     Raises
     ------
-    frsurvey.datasets.DatasetMissingError
+    frsurvey.training.datasets.DatasetMissingError
         If the dataset is not in ``root`` and ``download`` is false.
-    frsurvey.datasets.DatasetIntegrityError
+    frsurvey.training.datasets.DatasetIntegrityError
         If a file does not match its published md5.
     ValueError
         If ``split`` is not ``train`` or ``test``.

@@ -1,7 +1,7 @@
 """Datasets: FRDEEP-F, and labeled catalogs seen through an image source.
 
 Both give ``(image, target)`` pairs of canonical 150x150 uint8 images (see
-:mod:`frsurvey.preprocess`) and class indices (0 = FRI, 1 = FRII), like
+:mod:`frsurvey.image.preprocess`) and class indices (0 = FRI, 1 = FRII), like
 torchvision's datasets; ``transform`` and ``target_transform`` apply on top.
 """
 
@@ -24,13 +24,13 @@ import numpy as np
 from astropy.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from ._utils import file_digest, user_dir
+from .._utils import file_digest, user_dir
+from ..image.prepare import PreparedCutouts
+from ..image.preprocess import CROP_SIZE, BlankImageError, circle_mask, preprocess_first, scale_to_uint8
+from ..io import find_position_columns, parse_positions, read_catalog
+from ..sources import make_source
+from ..status import Status
 from .augment import noise_level, perturb_cutout
-from .io import find_position_columns, parse_positions, read_catalog
-from .prepare import PreparedCutouts
-from .preprocess import CROP_SIZE, BlankImageError, circle_mask, preprocess_first, scale_to_uint8
-from .sources import make_source
-from .status import Status
 
 __all__ = [
     "FRDEEPF",
@@ -341,7 +341,7 @@ class LabeledCatalog(_ImageDataset):
     variants : int
         Also make this many physically perturbed versions of each image
         (fainter and shifted, before the canonical preprocessing; see
-        :func:`frsurvey.augment.perturb_cutout`) into :attr:`variants`.
+        :func:`frsurvey.training.augment.perturb_cutout`) into :attr:`variants`.
     seed : int
         Seed of the perturbations.
 

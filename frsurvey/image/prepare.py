@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..sources import Cutout, ImageSource
+from ..status import Status
 from .morphology import MEASURES, blank_measures, measure
 from .preprocess import BlankImageError, preprocess_first, preprocess_first_with_noise, to_model_input
-from .sources import Cutout, ImageSource
-from .status import Status
 
 __all__ = ["PreparedCutouts", "collate_prepared"]
 
@@ -27,7 +27,7 @@ class PreparedCutouts(Dataset):
     """Canonical images for a list of source keys: ``(i, uint8 image or None, status, message)``.
 
     With ``measured=True`` each item also carries the measurements of
-    :func:`frsurvey.morphology.measure` (float64 vector, NaN when not
+    :func:`frsurvey.image.morphology.measure` (float64 vector, NaN when not
     measured), made from the same cutout and noise as the canonical image:
     ``(i, image, status, message, measures)``. ``decs`` (degrees, one per
     key) sets FIRST's beam for them; default: the round 5.4" beam.

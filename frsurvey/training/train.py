@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from ._utils import progress_bar, resolve_device
+from .._utils import progress_bar, resolve_device
+from ..image.preprocess import to_model_input
+from ..metrics import binary_metrics
+from ..model.classifier import FRClassifier
+from ..model.networks import D4Average, Ensemble, build_model
 from .augment import RandomOrientation
-from .metrics import binary_metrics
-from .models import D4Average, Ensemble, FRClassifier, build_model
-from .preprocess import to_model_input
 
 __all__ = [
     "CNN_DEFAULTS",
@@ -91,7 +92,7 @@ def cnn_options(
 ) -> dict[str, Any]:
     """Return the ``arch_kwargs`` of a ``cnn``/``d4cnn`` with these options (those left at their defaults are left out).
 
-    See :class:`frsurvey.models.SmallCNN` and its input view for what each does.
+    See :class:`frsurvey.model.networks.SmallCNN` and its input view for what each does.
     """
     kwargs: dict[str, Any] = {}
     if width is not None:
@@ -146,11 +147,11 @@ def training_config(
     Parameters
     ----------
     arch : str
-        The architecture (:data:`frsurvey.models.ARCHITECTURES`).
+        The architecture (:data:`frsurvey.model.networks.ARCHITECTURES`).
     width : int, optional
         Channel width (0 or None: the network's own).
     stem_stride, stretch, radial, center_zoom, stem_pool, align, head_pool
-        Options of ``cnn`` and ``d4cnn`` (see :class:`frsurvey.models.SmallCNN`);
+        Options of ``cnn`` and ``d4cnn`` (see :class:`frsurvey.model.networks.SmallCNN`);
         those left at None take :data:`CNN_DEFAULTS`.
     **settings
         Other :class:`TrainConfig` fields (``epochs``, ``lr``, ``seed``, ...).
@@ -445,7 +446,7 @@ def train_model(
     Parameters
     ----------
     images : numpy.ndarray
-        uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.preprocess`),
+        uint8 ``(N, 150, 150)`` canonical images (see :mod:`frsurvey.image.preprocess`),
         or ``(N, V, 150, 150)``: V versions of each (e.g. the image and its
         physically perturbed variants), one drawn at random each time.
     labels : numpy.ndarray
@@ -469,7 +470,7 @@ def train_model(
         the cross-entropy against the teacher's calibrated probabilities plus
         the rest times the cross-entropy against the labels; a network built
         with ``spread_head=True`` also learns to predict the spread of the
-        teacher's members (:meth:`frsurvey.models.SmallCNN.forward_spread`),
+        teacher's members (:meth:`frsurvey.model.networks.SmallCNN.forward_spread`),
         its ``FR_UNCERTAINTY``.
 
     Returns
@@ -601,7 +602,7 @@ def train_model(
 
 
 def uncertainty_method(net: torch.nn.Module, tta: bool) -> str:
-    """Return how a model of ``net`` makes its ``FR_UNCERTAINTY`` (see :data:`frsurvey.models.UNCERTAINTY_METHODS`).
+    """Return how a model of ``net`` makes its ``FR_UNCERTAINTY`` (see :data:`frsurvey.model.classifier.UNCERTAINTY_METHODS`).
 
     A network with a spread head: its own (distilled) estimate; an ensemble
     without test-time augmentation: the spread over its members; one aligned
@@ -668,7 +669,7 @@ def train_ensemble(
 
     Every member is trained by :func:`train_model` on the same data and the
     same validation split (held out here when not given); the ensemble (mean
-    of the members' probabilities, :class:`frsurvey.models.Ensemble`) is then
+    of the members' probabilities, :class:`frsurvey.model.networks.Ensemble`) is then
     calibrated on that split. Returns the model and the members' histories.
     """
     images = np.asarray(images, dtype=np.uint8)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .preprocess import circle_mask, sigma_clipped_std
+from ..image.preprocess import circle_mask, sigma_clipped_std
+from ..model.networks import dihedral
 
-__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "dihedral", "noise_level", "perturb_cutout", "rotate"]
+__all__ = ["BEAM_FWHM_PIXELS", "RandomOrientation", "noise_level", "perturb_cutout", "rotate"]
 
 #: FIRST's restoring beam, 5.4", in 1.8" pixels.
 BEAM_FWHM_PIXELS = 3.0
@@ -25,17 +26,6 @@ BEAM_FWHM_PIXELS = 3.0
 MIN_EXTENT_PIXELS = 12.0
 
 _BACKGROUND = -1.0  # a 0 pixel after (x/255 - 0.5) / 0.5
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Return ``x`` (``..., H, W``) under the ``k``-th of the 8 dihedral transforms.
-
-    ``k`` in 0..3 rotates by ``k`` x 90 degrees; 4..7 mirror first. The
-    inscribed circle of a square image maps onto itself under all eight.
-    """
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
 def rotate(
@@ -194,7 +184,7 @@ def noise_level(image: np.ndarray) -> float:
     """Return the noise of a raw cutout: its 3-sigma-clipped standard deviation (5 iterations, NaN as 0).
 
     astropy's ``sigma_clipped_stats(image, sigma=3, maxiters=5)[2]`` to the
-    bit (:func:`frsurvey.preprocess.sigma_clipped_std`).
+    bit (:func:`frsurvey.image.preprocess.sigma_clipped_std`).
     """
     return float(sigma_clipped_std(np.nan_to_num(np.asarray(image, dtype=np.float64)), sigma=3.0, maxiters=5))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import FRClassifier
+from .classifier import FRClassifier
 
 __all__ = ["energy"]
 
@@ -23,9 +23,9 @@ def energy(model: FRClassifier, x: torch.Tensor) -> torch.Tensor:
     """Return the energy score ``(N,)`` (float32) of model input ``x`` ``(N, 1, 150, 150)``.
 
     Computed on the raw (uncalibrated) logits of the unrotated view (for a
-    :class:`~frsurvey.models.D4Average`, of its backbone); for an
-    :class:`~frsurvey.models.Ensemble`, the mean of its members' energies.
+    :class:`~frsurvey.model.networks.D4Average`, of its backbone); for an
+    :class:`~frsurvey.model.networks.Ensemble`, the mean of its members' energies.
     The same number ``classify`` writes as ``FR_OOD``, from the same passes
-    that give the probabilities (:meth:`~frsurvey.models.FRClassifier.scores`).
+    that give the probabilities (:meth:`~frsurvey.model.classifier.FRClassifier.scores`).
     """
     return model.scores(x)[2].float()

@@ -1,14 +1,14 @@
 """One training run as ``frsurvey train`` makes it: train, score, and fill in the model card.
 
-:func:`run_training` trains one network (:func:`frsurvey.train.train_model`)
-or an ensemble (:func:`frsurvey.train.train_ensemble`) on labeled data,
+:func:`run_training` trains one network (:func:`frsurvey.training.train.train_model`)
+or an ensemble (:func:`frsurvey.training.train.train_ensemble`) on labeled data,
 names the model and its training data in its card, scores it on FRDEEP-F's
 test split, and says in its card when it did not learn::
 
-    from frsurvey.models import save_model
-    from frsurvey.train import training_config
-    from frsurvey.training_data import load_labeled_data
-    from frsurvey.training_run import run_training
+    from frsurvey.model import save_model
+    from frsurvey.training.train import training_config
+    from frsurvey.training.data import load_labeled_data
+    from frsurvey.training.pipeline import run_training
 
     data = load_labeled_data("frdeep-f", download=True)
     run = run_training(data, training_config("cnn", epochs=40), frdeep_test_root=...)
@@ -21,10 +21,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.classifier import FRClassifier
+from .data import LabeledData, frdeep_data
 from .evaluate import evaluate_model
-from .models import FRClassifier
 from .train import TrainConfig, learning_failure, train_ensemble, train_model
-from .training_data import LabeledData, frdeep_data
 
 __all__ = ["TrainingRun", "record_learning_failure", "record_test_metrics", "run_training"]
 
@@ -35,11 +35,11 @@ class TrainingRun:
 
     #: The trained model; its card holds the config, history, metrics and data cards.
     model: FRClassifier
-    #: The training history (:func:`frsurvey.train.train_model`'s); an ensemble's first network's.
+    #: The training history (:func:`frsurvey.training.train.train_model`'s); an ensemble's first network's.
     history: dict[str, Any]
     #: Every network's history (one for a single network).
     histories: list[dict[str, Any]]
-    #: Why the model did not learn (:func:`frsurvey.train.learning_failure`), or None.
+    #: Why the model did not learn (:func:`frsurvey.training.train.learning_failure`), or None.
     failure: str | None
 
 
@@ -58,10 +58,10 @@ def run_training(
     Parameters
     ----------
     data : LabeledData
-        The training data (:func:`frsurvey.training_data.load_labeled_data`);
+        The training data (:func:`frsurvey.training.data.load_labeled_data`);
         ``config.val_fraction`` of each class is held out for validation.
     config : TrainConfig
-        The recipe (:func:`frsurvey.train.training_config`).
+        The recipe (:func:`frsurvey.training.train.training_config`).
     members : int
         More than 1: an ensemble of this many networks (seeds ``seed``, ``seed + 1``, ...).
     name : str, optional
@@ -99,7 +99,7 @@ def run_training(
 def record_test_metrics(model: FRClassifier, test: LabeledData, key: str) -> dict[str, Any]:
     """Score ``model`` on labeled test data; put the metrics in its card's ``metrics[key]`` and return them.
 
-    The metrics are :func:`frsurvey.evaluate.evaluate_model`'s, without the
+    The metrics are :func:`frsurvey.training.evaluate.evaluate_model`'s, without the
     per-image probabilities and spreads.
     """
     m = evaluate_model(model, test.images, test.labels)
@@ -110,7 +110,7 @@ def record_test_metrics(model: FRClassifier, test: LabeledData, key: str) -> dic
 
 
 def record_learning_failure(model: FRClassifier) -> str | None:
-    """Return why ``model`` did not learn (:func:`frsurvey.train.learning_failure` of its validation metrics).
+    """Return why ``model`` did not learn (:func:`frsurvey.training.train.learning_failure` of its validation metrics).
 
     When it did not, the reason also goes into its card, as ``learning_failure``.
     """

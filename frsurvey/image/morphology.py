@@ -2,9 +2,9 @@
 
 :func:`measure` works on the pixels the model sees: the central 150x150 px
 of the cutout, inside the 75 px circle, above three times the noise of the
-canonical sigma clip (:func:`frsurvey.preprocess.sigma_clipped_std` of the
+canonical sigma clip (:func:`frsurvey.image.preprocess.sigma_clipped_std` of the
 whole 300x300 cutout). It is called where the canonical preprocessing happens
-(:class:`frsurvey.prepare.PreparedCutouts`), so every runner gets the same
+(:class:`frsurvey.image.prepare.PreparedCutouts`), so every runner gets the same
 values. It returns one float64 vector per source (:data:`MEASURES`):
 
 ``snr``
@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from ._flags import Check, at_least, check_fields, option
+from .._flags import Check, at_least, check_fields, option
 from .preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, circle_mask
 
 __all__ = [
@@ -299,7 +299,7 @@ def decide(measures: np.ndarray, thresholds: Thresholds, ood: np.ndarray | None 
     ood : numpy.ndarray, optional
         ``FR_OOD`` of each source, for ``thresholds.ood_threshold``.
     """
-    from .status import Status
+    from ..status import Status
 
     m = np.asarray(measures, dtype=float).reshape(-1, len(MEASURES))
     status = np.full(len(m), Status.OK, dtype=object)

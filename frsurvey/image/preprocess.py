@@ -255,7 +255,7 @@ def preprocess_first(image: np.ndarray) -> np.ndarray:
 def preprocess_first_with_noise(image: np.ndarray) -> tuple[np.ndarray, float]:
     """Return the canonical image of :func:`preprocess_first` and the cutout's noise (the clipped std, Jy/beam).
 
-    The noise is the one the recipe clips at three times; :mod:`frsurvey.morphology`
+    The noise is the one the recipe clips at three times; :mod:`frsurvey.image.morphology`
     measures the source with it. Raises as :func:`preprocess_first`.
     """
     image = np.asarray(image)

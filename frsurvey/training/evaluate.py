@@ -6,7 +6,7 @@ returns :func:`frsurvey.metrics.binary_metrics`; :func:`cross_validate`
 trains and scores ``k`` models on ``k`` stratified folds; :func:`write_report`
 writes the JSON and the figures. :func:`evaluate_data` and
 :func:`cross_validate_data` do what ``frsurvey evaluate`` does (without and
-with ``--cv``) with :class:`~frsurvey.training_data.LabeledData`.
+with ``--cv``) with :class:`~frsurvey.training.data.LabeledData`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import plots
-from .metrics import binary_metrics
-from .models import FRClassifier
-from .preprocess import to_model_input
+from .. import plots
+from ..image.preprocess import to_model_input
+from ..metrics import binary_metrics
+from ..model.classifier import FRClassifier
+from .data import LabeledData, seen_in_training
 from .train import TrainConfig, split_stratified, train_model
-from .training_data import LabeledData, seen_in_training
 
 __all__ = [
     "cross_validate",
@@ -76,7 +76,7 @@ def evaluate_data(model: FRClassifier, data: LabeledData) -> dict[str, Any]:
 
     :func:`evaluate_model`'s metrics, with ``data`` (the data cards) and
     ``model`` (its path, sha256 and name). When the model was trained on
-    some of the data (:func:`frsurvey.training_data.seen_in_training`), a
+    some of the data (:func:`frsurvey.training.data.seen_in_training`), a
     warning is logged and kept as ``warning``: those scores are no measure
     of how it does on new sources.
     """
@@ -128,7 +128,7 @@ def cross_validate(
     Parameters
     ----------
     images, labels : numpy.ndarray
-        As for :func:`frsurvey.train.train_model` (``(N, 150, 150)`` or
+        As for :func:`frsurvey.training.train.train_model` (``(N, 150, 150)`` or
         ``(N, V, 150, 150)`` uint8, version 0 being the image itself).
     config : TrainConfig
         The recipe; each fold's model is trained with ``seed + fold``, holding
