@@ -183,14 +183,14 @@ def default_model_path(name: str = "default") -> Path:
     if env and name == "default":
         return Path(env)
     filename = f"frsurvey-{name}.pt"
-    here = Path(__file__).resolve().parent
+    repo = Path(__file__).resolve().parents[2]  # frsurvey/model/checkpoint.py -> the repository
     for candidate in (
-        here.parent / "checkpoints" / filename,
+        repo / "checkpoints" / filename,
         Path(sys.prefix) / "share" / "frsurvey" / "checkpoints" / filename,
     ):
         if candidate.exists():
             return candidate
-    return here.parent / "checkpoints" / filename
+    return repo / "checkpoints" / filename
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FRClassifier:
