@@ -103,6 +103,7 @@ class _HelpFormatter(argparse.HelpFormatter):
             or "default" in text
             or action.default is None
             or action.default is False
+            or action.nargs == 0  # a switch: its help says what it does
             or action.default == argparse.SUPPRESS
             or isinstance(action, argparse._VersionAction)
         ):
@@ -219,6 +220,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -> argparse._ArgumentGroup:
+    from ._flags import add_flags
+    from .training.train import TrainConfig
+
     g = p.add_argument_group(title)
     g.add_argument("--arch", type=_arch, default="cnn", help=f"architecture: {', '.join(TRAIN_ARCHS)} (default cnn)")
     g.add_argument("--width", type=at_least(1).parse, help="channel width of cnn/d4cnn (default: the network's, 16)")
@@ -261,36 +265,8 @@ def _add_training_options(p: argparse.ArgumentParser, title: str = "training") -
         default=1,
         help="train N networks (seeds seed..seed+N-1) and average them: an ensemble (default 1)",
     )
-    g.add_argument(
-        "--orientation",
-        default="continuous",
-        choices=["continuous", "d4", "mixed"],
-        help="augmentation: rotations by any angle, by multiples of 90 degrees and mirrorings (d4), or both",
-    )
-    g.add_argument("--min-zoom", type=float, default=1.0, help="augmentation: also shrink sources down to this factor")
-    g.add_argument("--epochs", type=at_least(1).parse, default=40, help="passes over the training images")
-    g.add_argument("--batch-size", type=at_least(1).parse, default=32, help="images per training step")
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adagrad"], help="optimizer")
-    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
-    g.add_argument(
-        "--schedule",
-        default="cosine",
-        choices=["cosine", "none"],
-        help="learning rate: 2 warm-up epochs then a cosine decay, or constant",
-    )
-    g.add_argument("--no-augment", action="store_true", help="no random rotations, flips and shifts")
-    g.add_argument("--no-balance", action="store_true", help="do not balance the classes")
-    g.add_argument("--val-fraction", type=float, default=0.15, help="validation split per class (default 0.15)")
-    g.add_argument("--patience", type=at_least(0).parse, default=15, help="early stopping patience in epochs (0: none)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same weights)")
+    add_flags(g, TrainConfig)  # --epochs, --batch-size, --optimizer, --lr, ..., --workers
     _add_device_option(g)
-    g.add_argument(
-        "--workers",
-        type=at_least(0).parse,
-        default=0,
-        help="DataLoader processes (default 0: in this process; the images are in memory already)",
-    )
     _add_progress_option(g, "no progress bar (epoch lines are still printed)")
     return g
 
@@ -565,8 +541,8 @@ def _train_config(args: argparse.Namespace):
             lr=args.lr,
             weight_decay=args.weight_decay,
             schedule=args.schedule,
-            augment=not args.no_augment,
-            balance=not args.no_balance,
+            augment=args.augment,
+            balance=args.balance,
             val_fraction=args.val_fraction,
             patience=args.patience,
             seed=args.seed,

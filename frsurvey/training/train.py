@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from .._flags import Check, at_least, option
 from .._utils import progress_bar, resolve_device
 from ..image.preprocess import to_model_input
 from ..metrics import binary_metrics
@@ -56,26 +57,43 @@ class TrainConfig:
 
     arch: str = "cnn"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 40
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw, sgd or adagrad (the tutorial's)
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # cosine or none
+    epochs: int = option(40, "--epochs", check=at_least(1), help="passes over the training images")
+    batch_size: int = option(32, "--batch-size", check=at_least(1), help="images per training step")
+    optimizer: str = option("adamw", "--optimizer", choices=["adamw", "sgd", "adagrad"], help="optimizer")
+    lr: float = option(2e-3, "--lr", check=Check(float), help="peak learning rate")
+    weight_decay: float = option(1e-4, "--weight-decay", check=Check(float), help="weight decay")
+    schedule: str = option(
+        "cosine",
+        "--schedule",
+        choices=["cosine", "none"],
+        help="learning rate: 2 warm-up epochs then a cosine decay, or constant",
+    )
     warmup_epochs: int = 2
-    augment: bool = True
-    orientation: str = "continuous"  # continuous, d4 or mixed: see RandomOrientation
+    augment: bool = option(True, "--no-augment", action="store_false", help="no random rotations, flips and shifts")
+    orientation: str = option(
+        "continuous",
+        "--orientation",
+        choices=["continuous", "d4", "mixed"],
+        help="augmentation: rotations by any angle, by multiples of 90 degrees and mirrorings (d4), or both",
+    )
     max_shift: float = 3.0
-    min_zoom: float = 1.0  # < 1: also shrink images (see RandomOrientation)
-    balance: bool = True
+    min_zoom: float = option(
+        1.0, "--min-zoom", check=Check(float), help="augmentation: also shrink sources down to this factor"
+    )
+    balance: bool = option(True, "--no-balance", action="store_false", help="do not balance the classes")
     label_smoothing: float = 0.0
-    val_fraction: float = 0.15
-    patience: int = 15
-    seed: int = 0
+    val_fraction: float = option(0.15, "--val-fraction", check=Check(float), help="validation split per class")
+    patience: int = option(15, "--patience", check=at_least(0), help="early stopping patience in epochs (0: none)")
+    seed: int = option(0, "--seed", check=Check(int), help="seed of every random choice (same seed, same weights)")
     calibrate: bool = True
     tta: bool = True  # predict with the mean over the 8 dihedral views (see FRClassifier)
-    device: str = "auto"
-    workers: int = 0
+    device: str = "auto"  # the command line's --device is ClassifyOptions'
+    workers: int = option(
+        0,
+        "--workers",
+        check=at_least(0),
+        help="DataLoader processes (0: in this process; the images are in memory already)",
+    )
     distill_weight: float = 0.8  # with a teacher: weight of its probabilities against the labels
     bn_batches: int = 20  # batches that re-estimate the batch-norm statistics after each epoch (0: moving averages)
 
