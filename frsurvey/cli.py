@@ -103,7 +103,7 @@ class _HelpFormatter(argparse.HelpFormatter):
             or "default" in text
             or action.default is None
             or action.default is False
-            or action.nargs == 0  # a switch: its help says what it does
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))  # a switch says what it does
             or action.default == argparse.SUPPRESS
             or isinstance(action, argparse._VersionAction)
         ):

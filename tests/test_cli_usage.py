@@ -45,7 +45,8 @@ def test_every_option_has_help_and_states_its_default():
             if not action.help:
                 missing.append(option)
             text = formatter._get_help_string(action)
-            if action.default is not None and action.default is not False and "default" not in text:
+            switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            if action.default is not None and action.default is not False and not switch and "default" not in text:
                 no_default.append(option)
     assert missing == [] and no_default == []
 
