@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from astropy.table import Column, MaskedColumn, Table
 from .formats import CatalogError
 from .plain import COLUMN_KEYWORD, extra_meta, plain_table, provenance_items
 
-__all__ = ["LimitedReader", "fits_hdu_table", "fits_layout", "fits_table_choice", "read_fits_table", "write_fits"]
+__all__ = ["fits_hdu_table", "fits_layout", "fits_table_choice", "read_fits_table", "write_fits"]
 
 log = logging.getLogger(__name__)
 
@@ -169,20 +168,3 @@ def fits_layout(header) -> tuple:
     return tuple(header.get(k) for k in _LAYOUT) + tuple(
         header.get(f"{k}{i}") for i in range(1, n + 1) for k in _COLUMN_LAYOUT
     )
-
-
-class LimitedReader(io.RawIOBase):
-    """The next ``n`` bytes of a file."""
-
-    def __init__(self, f, n: int) -> None:
-        self.f, self.left = f, n
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        k = min(len(b), self.left)
-        data = self.f.read(k)
-        b[: len(data)] = data
-        self.left -= len(data)
-        return len(data)

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from astropy.table import Table, vstack
 
 from .._compat.votable import split_tabledata
 from .._utils import replace_atomically
-from .fits import LimitedReader, fits_layout, write_fits
+from .fits import fits_layout, write_fits
 from .formats import CatalogError
 from .plain import coerce_like, plain_table, representative_rows
 from .text import csv_text, ecsv_text
@@ -119,6 +120,7 @@ class _SpoolStream(Stream):
         self.samples: list[Table] = []
         self.meta: dict = {}
         self.nchunks = 0
+        self.rows = 0
 
     def write(self, chunk: Table) -> None:
         if not self.nchunks:
@@ -129,6 +131,7 @@ class _SpoolStream(Stream):
         self.samples.append(chunk[representative_rows(plain, chunk)])
         pickle.dump(plain, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
         self.nchunks += 1
+        self.rows += len(chunk)
 
     def _chunks(self) -> Iterator[Table]:
         with open(self.spool_path, "rb") as f:
@@ -183,9 +186,10 @@ class _FitsStream(_SpoolStream):
             header = hdul[1].header.copy()
             primary = part.read_bytes()[: hdul.fileinfo(1)["hdrLoc"]]
         layout = fits_layout(header)
-        total = 0
-        data = self.tmp_dir / "data.bin"
-        with open(data, "wb") as dst:
+        header["NAXIS2"] = self.rows
+        out.write_bytes(primary)
+        stream = fits.StreamingHDU(str(out), header)  # appends the table's header; pads the data when it is complete
+        try:
             for plain in self._chunks():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -200,17 +204,13 @@ class _FitsStream(_SpoolStream):
                     if fits_layout(h) != layout:
                         raise CatalogError("internal error: a chunk's FITS row layout differs from the table's")
                     start, nbytes = hdul.fileinfo(1)["datLoc"], h["NAXIS1"] * h["NAXIS2"]
-                    total += h["NAXIS2"]
                 with open(part, "rb") as src:
                     src.seek(start)
-                    shutil.copyfileobj(LimitedReader(src, nbytes), dst, 1 << 20)
-        header["NAXIS2"] = total
-        with open(out, "wb") as dst, open(data, "rb") as src:
-            dst.write(primary)
-            dst.write(header.tostring().encode("ascii"))
-            shutil.copyfileobj(src, dst, 1 << 20)
-            size = src.tell()
-            dst.write(b"\0" * (-size % 2880))
+                    stream.write(np.frombuffer(src.read(nbytes), dtype=np.uint8))  # the rows' bytes, as written
+        finally:
+            stream.close()
+        if not stream.writecomplete:
+            raise CatalogError("internal error: the chunks hold fewer FITS rows than were written")
 
 
 STREAMS = {"csv": _CsvStream, "ecsv": _EcsvStream, "votable": _VOTableStream, "fits": _FitsStream}
