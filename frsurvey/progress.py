@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ._utils import progress_bar
+
 __all__ = ["LINE_INTERVAL", "RowProgress"]
 
 #: Seconds between the progress lines of a run without a terminal.
@@ -70,9 +72,7 @@ class RowProgress:
         self._last_line = self._t0
         self._bar: Any = None
         if mode == "bar":
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="row", desc=desc, dynamic_ncols=True, file=self.stream)
+            self._bar = progress_bar(total, desc, "row", file=self.stream)
 
     def start_chunk(self, rows: int) -> None:
         """Say that the next ``rows`` rows are being classified now."""
