@@ -283,3 +283,36 @@ def test_empty_and_all_bad_catalogs(tmp_path, status_zoo, model_path, ext):
     bad = frsurvey.classify_table(Table({"ra": ["x", "1"], "dec": ["2", ""]}), images=images, model=model_path)
     assert list(bad["FR_STATUS"]) == ["bad_position"] * 2
     check_results(bad)
+
+
+def test_the_options_object_and_keywords_give_the_same_table(status_zoo, model):
+    catalog, images, _ = status_zoo
+    opts = frsurvey.ClassifyOptions(device="cpu", batch_size=5, source=frsurvey.SourceOptions(images=images))
+    by_object = frsurvey.classify_table(catalog, model=model, options=opts)
+    by_keywords = frsurvey.classify_table(catalog, images, model, device="cpu", batch_size=5)
+    assert by_object.pformat_all() == by_keywords.pformat_all()
+    with pytest.raises(ValueError, match="--batch-size: give 1 or more, not 0"):
+        frsurvey.ClassifyOptions(batch_size=0)
+    with pytest.raises(TypeError, match="unknown option"):
+        frsurvey.classify_table(catalog, images, model, batch=5)
+
+
+def test_the_threads_option_holds_for_the_run_and_is_restored(status_zoo, model, monkeypatch):
+    import torch
+
+    from frsurvey.sources.local import LocalFITSSource
+
+    catalog, images, _ = status_zoo
+    seen = []
+    load = LocalFITSSource.load
+
+    def counting(self, key):
+        seen.append(torch.get_num_threads())
+        return load(self, key)
+
+    monkeypatch.setattr(LocalFITSSource, "load", counting)
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    frsurvey.classify_table(catalog, images, model, device="cpu", threads=want)
+    assert seen and set(seen) == {want}
+    assert torch.get_num_threads() == before

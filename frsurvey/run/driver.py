@@ -157,9 +157,14 @@ def classify_file(
         options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
     )
     source = source if isinstance(source, ImageSource) else None
-    if opts.chunk_size == 0:
-        return _classify_whole(catalog, out, model, source, opts)
+    with _threads(opts.threads):
+        if opts.chunk_size == 0:
+            return _classify_whole(catalog, out, model, source, opts)
+        return _classify_chunks(catalog, out, model, source, opts)
 
+
+def _classify_chunks(catalog, out, model, source: ImageSource | None, opts: ClassifyOptions) -> RunSummary:
+    """:func:`classify_file` with ``chunk_size`` above 0."""
     reader = CatalogChunks(catalog, format=opts.format, table=opts.table_index, chunk_size=opts.chunk_size)
     chunks = iter(reader)
     first = next(chunks)
@@ -409,11 +414,15 @@ def classify_table(
     opts = ClassifyOptions.build(
         options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
     )
+    with _threads(opts.threads):
+        return _classify_table(table, model, source if isinstance(source, ImageSource) else None, opts)
+
+
+def _classify_table(table, model, source: ImageSource | None, opts: ClassifyOptions) -> Table:
+    """:func:`classify_table` with its options made."""
     if not isinstance(table, Table):
         table = read_catalog(table, format=opts.format, table=opts.table_index)
-    model, source, dev, ra_name, dec_name = _set_up(
-        table, model, source if isinstance(source, ImageSource) else None, opts
-    )
+    model, source, dev, ra_name, dec_name = _set_up(table, model, source, opts)
     bar = _progress_bar(opts.progress, len(table))
     runner = LocalRunner(model, source, dev, opts, bar)
     try:
