@@ -21,7 +21,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
-from conftest import run_frsurvey
+from conftest import run_cli
 from fake_services import FakeServices
 
 import frsurvey
@@ -483,9 +483,7 @@ def test_first_server_cutouts(services, tmp_path, model):
 @pytest.mark.slow
 def test_fetch_command_fills_the_cache(services, generated_catalog, tmp_path, model_path, capsys):
     cache = tmp_path / "cache"
-    proc = run_frsurvey(
-        "fetch", generated_catalog, "--skyview-url", services.skyview_url, "--cache", cache, *FAST_CLI, timeout=120
-    )
+    proc = run_cli("fetch", generated_catalog, "--skyview-url", services.skyview_url, "--cache", cache, *FAST_CLI)
     assert proc.returncode == 0, proc.stderr
     assert f"{len(GENERATED)} rows: {len(GENERATED)} ok" in proc.stderr
     assert len(cache_files(cache)) == len(GENERATED)

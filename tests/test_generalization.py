@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.table import Table
-from conftest import make_first_fits, run_frsurvey, synthetic_cutout, synthetic_training_set
+from conftest import make_first_fits, run_cli, synthetic_cutout, synthetic_training_set
 
 from frsurvey.image.preprocess import circle_mask, preprocess_first, to_model_input
 from frsurvey.metrics import (
@@ -276,7 +276,7 @@ def test_weights_steer_sampling():
 @pytest.mark.slow
 def test_evaluate_cli_writes_json_and_figures(tmp_path, model_path, frdeep_root):
     out = tmp_path / "eval"
-    r = run_frsurvey(
+    r = run_cli(
         "evaluate", "--model", model_path, "--dataset", "frdeep-f", "--data-root", frdeep_root, "--out-dir", out
     )
     assert r.returncode == 0, r.stderr
@@ -292,7 +292,7 @@ def test_evaluate_cli_writes_json_and_figures(tmp_path, model_path, frdeep_root)
 @pytest.mark.slow
 def test_cross_validation_cli(tmp_path, first_cutouts):
     out = tmp_path / "cv"
-    r = run_frsurvey(
+    r = run_cli(
         "evaluate",
         "--catalog",
         first_cutouts / "catalog.csv",
@@ -306,7 +306,6 @@ def test_cross_validation_cli(tmp_path, first_cutouts):
         "2",
         "--out-dir",
         out,
-        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     cv = json.loads((out / "metrics.json").read_text())

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import run_frsurvey, synthetic_training_set
+from conftest import run_cli, synthetic_training_set
 
 from frsurvey.image.preprocess import PREPROCESSING, PREPROCESSING_VERSION, to_model_input
 from frsurvey.model.checkpoint import CheckpointError, load_model, save_model, weights_sha256
@@ -278,7 +278,7 @@ def test_missing_and_non_checkpoint_files_are_refused(tmp_path):
 @pytest.mark.slow
 def test_train_cli_end_to_end(tmp_path, frdeep_archive):
     out = tmp_path / "ckpt" / "cli.pt"
-    proc = run_frsurvey(
+    proc = run_cli(
         "train",
         "--dataset",
         "frdeep-f",
@@ -322,7 +322,7 @@ def test_train_cli_end_to_end(tmp_path, frdeep_archive):
 
 @pytest.mark.slow
 def test_train_cli_without_dataset_is_a_usage_error(tmp_path):
-    proc = run_frsurvey("train", "--out", tmp_path / "x.pt")
+    proc = run_cli("train", "--out", tmp_path / "x.pt")
     assert proc.returncode == 2
     assert "frsurvey: error:" in proc.stderr and "--dataset" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -331,7 +331,7 @@ def test_train_cli_without_dataset_is_a_usage_error(tmp_path):
 
 @pytest.mark.slow
 def test_train_cli_with_a_missing_dataset(tmp_path):
-    proc = run_frsurvey("train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", tmp_path / "x.pt")
+    proc = run_cli("train", "--dataset", "frdeep-f", "--data-root", tmp_path / "d", "--out", tmp_path / "x.pt")
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "Traceback" not in proc.stderr
 
