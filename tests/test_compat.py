@@ -263,3 +263,37 @@ def test_tabledata_rows_are_on_lines_of_their_own(tmp_path):
     whole = rows.strip().startswith("<TR>") and rows.strip().endswith("</TR>") and rows.count("<TR>") == 3
     assert whole, changed(ASTROPY, f"TABLEDATA rows are no longer on lines of their own: {rows!r}")
     assert head.rstrip().endswith("<TABLEDATA>") and foot.lstrip().startswith("</TABLEDATA>")
+
+
+# --------------------------------------------------------------------------------------------------
+# requests and urllib3
+
+
+def test_a_streamed_response_shows_its_socket_and_takes_a_body_read_by_hand(tmp_path):
+    import functools
+    import http.server
+    import socket
+
+    import urllib3
+
+    from frsurvey._compat import requests as rq_compat
+
+    versions = f"requests {requests.__version__}, urllib3 {urllib3.__version__}"
+    body = bytes(range(256)) * 400
+    (tmp_path / "f.bin").write_bytes(body)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with requests.Session() as session:
+            response = session.get(f"http://127.0.0.1:{server.server_address[1]}/f.bin", stream=True, timeout=10)
+            socks = rq_compat.response_sockets(response)
+            assert socks and all(isinstance(s, socket.socket) for s in socks), changed(
+                versions, "the socket under a streamed response is no longer found"
+            )
+            read = b"".join(response.iter_content(1 << 14))
+            rq_compat.set_content(response, read)
+            assert response.content == body, changed(versions, "Response.content ignores _content")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from .._compat.requests import response_sockets, set_content
 from .._flags import OptionError
 
 __all__ = [
@@ -339,8 +340,7 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
     if late.is_set():
         raise FetchError(f"the download from {response.url} took longer than {timeout:g} s (--fetch-timeout)")
     content = b"".join(parts)
-    response._content = content
-    response._content_consumed = True
+    set_content(response, content)
     return content
 
 
@@ -391,11 +391,7 @@ class _TrackingAdapter(requests.adapters.HTTPAdapter):
 
 def _shut_down(response: requests.Response) -> None:
     """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
-    raw = response.raw
-    for sock in (
-        getattr(getattr(raw, "_connection", None), "sock", None),
-        getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None),
-    ):
+    for sock in response_sockets(response):
         _shut_socket(sock)
     try:
         response.close()
