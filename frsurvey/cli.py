@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``frsurvey`` command."""
     from ._flags import add_flags
     from ._utils import __version__
-    from .options import ClassifyOptions
+    from .options import GALLERY_MAX, ClassifyOptions
     from .sources import SourceOptions
 
     parser = argparse.ArgumentParser(
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog_options(w)
     w.add_argument("--out", "-o", required=True, metavar="PNG", help="the picture to write")
     w.add_argument("--select", metavar="EXPR", help='rows to show, e.g. "P_FRII > 0.9" or "FR_STATUS != \'ok\'"')
-    w.add_argument("--max", type=at_least(1).parse, default=48, metavar="N", help="at most N panels (default 48)")
+    w.add_argument("--max", type=at_least(1).parse, default=GALLERY_MAX, metavar="N", help="at most N panels")
     w.add_argument("--ncols", type=int, metavar="N", help="panels per row (default 6)")
     _add_source_options(w)
     _add_common(w)

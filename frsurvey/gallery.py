@@ -19,6 +19,7 @@ from astropy.table import Table
 
 from .image.prepare import PreparedCutouts
 from .io.positions import find_position_columns, parse_positions
+from .options import GALLERY_MAX
 from .status import Status
 
 __all__ = [
@@ -35,8 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-#: Panels drawn when no maximum is given.
-DEFAULT_MAX = 48
+DEFAULT_MAX = GALLERY_MAX  # rows drawn by default
 
 
 #: Columns whose values name a row, looked for (without case) when no column has the UCD meta.id;meta.main.

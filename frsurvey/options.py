@@ -20,7 +20,10 @@ from .image.morphology import Thresholds
 from .io.read import DEFAULT_CHUNK_SIZE
 from .sources import SourceOptions
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "ClassifyOptions", "OptionError"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "GALLERY_MAX", "ClassifyOptions", "OptionError"]
+
+#: Rows a gallery shows, by default (``--gallery-max``, ``frsurvey show --max``).
+GALLERY_MAX = 48
 
 #: Titles of the command line's argument groups.
 LARGE = "large catalogs and clusters"
@@ -116,7 +119,7 @@ class ClassifyOptions:
     gallery: str | os.PathLike | None = option(
         None, "--gallery", metavar="PNG", help="also draw the first rows' cutouts with their labels (PNG)"
     )
-    gallery_max: int = option(48, "--gallery-max", check=at_least(1), metavar="N", help="rows in the gallery")
+    gallery_max: int = option(GALLERY_MAX, "--gallery-max", check=at_least(1), metavar="N", help="rows in the gallery")
     chunk_size: int = option(
         DEFAULT_CHUNK_SIZE,
         "--chunk-size",

@@ -47,6 +47,7 @@ from ..io.columns import add_results
 from ..model.checkpoint import load_model
 from ..model.classifier import UNCERTAINTY_SHORT, FRClassifier, fused_for_inference
 from ..model.networks import CLASSES, D4Average
+from ..options import ClassifyOptions
 from ..sources import Cutout, ImageSource
 from ..status import Status, summarize
 
@@ -177,7 +178,7 @@ def provenance(model: FRClassifier, source: ImageSource, statuses) -> dict[str, 
 def numeric_settings(
     model: FRClassifier,
     device: str | torch.device,
-    batch_size: int = 64,
+    batch_size: int = ClassifyOptions.batch_size,
     tta: bool | None = None,
     amp: bool | None = None,
 ) -> dict[str, Any]:
@@ -244,7 +245,7 @@ class BatchClassifier:
         source: ImageSource,
         *,
         device: str | torch.device = "auto",
-        batch_size: int = 64,
+        batch_size: int = ClassifyOptions.batch_size,
         workers: int = 0,
         tta: bool | None = None,
         amp: bool | None = None,
