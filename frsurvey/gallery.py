@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from . import plots
 from .image.prepare import PreparedCutouts
 from .io.positions import find_position_columns, parse_positions
 from .options import GALLERY_MAX
@@ -144,8 +145,6 @@ def draw_gallery(
         The path, the rows drawn (one panel each) and how many panels hold
         an image.
     """
-    from . import plots
-
     rows = [int(r) for r in rows]
     recut_status = recut_status or {}
     name_col = _name_column(table)

@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._flags import Check, at_least, check_fields, option
+from ..status import Status
 from .preprocess import CROP_SIZE, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, circle_mask
 
 __all__ = [
@@ -299,8 +300,6 @@ def decide(measures: np.ndarray, thresholds: Thresholds, ood: np.ndarray | None 
     ood : numpy.ndarray, optional
         ``FR_OOD`` of each source, for ``thresholds.ood_threshold``.
     """
-    from ..status import Status
-
     m = np.asarray(measures, dtype=float).reshape(-1, len(MEASURES))
     status = np.full(len(m), Status.OK, dtype=object)
     snr, size, edge, flanked = m[:, 0], m[:, 2], m[:, 4], m[:, 5]

@@ -11,6 +11,7 @@ damaged chunk file is classified again.
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import json
 import logging
@@ -24,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from .._utils import atomic_write
-from ..status import REFUSED, Status
+from ..io.formats import CatalogError
+from ..model.checkpoint import file_sha256, weights_sha256
+from ..status import DESCRIPTIONS, REFUSED, Status
+from .engine import RowResults
 
 try:  # POSIX: a journal is locked by the run using it
     import fcntl
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None
-from ..io.formats import CatalogError
-from .engine import RowResults
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -71,8 +73,6 @@ def journal_path(out: str | os.PathLike) -> Path:
 
 def catalog_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     """Return what identifies a catalog file's content: its size and the sha256 of its bytes."""
-    from ..model.checkpoint import file_sha256
-
     path = Path(path)
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
@@ -82,11 +82,6 @@ def model_fingerprint(model: Any) -> str:
     sha = getattr(model, "sha256", None)
     if sha:
         return str(sha)
-    import hashlib
-    import json
-
-    from ..model.checkpoint import weights_sha256
-
     extra = json.dumps(
         {"temperature": float(model.temperature), "tta": bool(model.tta), "card": model.card},
         sort_keys=True,
@@ -305,8 +300,6 @@ class ResumeJournal:
         A chunk file that cannot be read or does not fit is logged and
         forgotten (the chunk is classified again).
         """
-        from ..status import DESCRIPTIONS
-
         path = self.finished.get(k)
         if path is None:
             return None
