@@ -229,32 +229,37 @@ class CatalogChunks:
             )
         return t
 
+    def _one_chunk(self, chunks, fmt: str) -> tuple[Table | None, Iterator]:
+        """Return (the whole table as read_catalog reads it, no batches) when the records make one chunk,
+        else (None, all the batches of records)."""
+        first, second = next(chunks, None), next(chunks, None)
+        if second is not None:
+            return None, itertools.chain([first, second], chunks)
+        chunks.close()
+        whole = read_catalog(self.path, format=fmt)
+        self.rows = len(whole)
+        return whole, iter(())
+
     def _ecsv(self) -> Iterator[Table]:
         header, chunks = self._records()
-        first, second = next(chunks, None), next(chunks, None)
-        if second is None:  # one chunk: exactly what read_catalog reads
-            chunks.close()
-            whole = read_catalog(self.path, format="ecsv")
-            self.rows = len(whole)
+        whole, batches = self._one_chunk(chunks, "ecsv")
+        if whole is not None:
             yield whole
             return
-        for batch in itertools.chain([first, second], chunks):
+        for batch in batches:
             yield self._read(header, batch, "ascii.ecsv")
 
     def _csv(self) -> Iterator[Table]:
         # Types are inferred chunk by chunk; the whole file's type of a column is the widest of
         # them (int < float < text), as astropy finds it reading the file whole.
         header, chunks = self._records()
-        first, second = next(chunks, None), next(chunks, None)
-        if second is None:  # one chunk: exactly what read_catalog reads
-            chunks.close()
-            whole = read_catalog(self.path, format="csv")
-            self.rows = len(whole)
+        whole, batches = self._one_chunk(chunks, "csv")
+        if whole is not None:
             yield whole
             return
         kinds: list[dict[str, str]] = []
         rows = 0
-        for batch in itertools.chain([first, second], chunks):
+        for batch in batches:
             t = self._read(header, batch, "ascii.csv")
             kinds.append({name: t[name].dtype.kind for name in t.colnames})
             rows += len(t)
