@@ -159,8 +159,9 @@ class ClassifyOptions:
 
         ``fields`` may also hold the image source's options by name (``images``,
         ``source``, ``cache``, ...), or as a dict ``source_options`` (the
-        keywords of :func:`~frsurvey.sources.make_source`), and ``source`` may
-        be a source's name. None leaves a source option as it is.
+        keywords of :func:`~frsurvey.sources.make_source`); ``source`` may be
+        a :class:`SourceOptions` or a source's name. None leaves a source
+        option as it is.
 
         Raises
         ------
@@ -170,13 +171,15 @@ class ClassifyOptions:
             For a value that fails its check.
         """
         base = options if options is not None else cls()
-        source_fields = set(SourceOptions.field_names())
-        mine = {f.name for f in dataclasses.fields(cls)} - {"source"}
+        mine = {f.name for f in dataclasses.fields(cls)}
         src = dict(fields.pop("source_options", None) or {})
-        if "source" in fields and not isinstance(fields["source"], SourceOptions):
-            src["source"] = fields.pop("source")
-        for name in list(fields):
-            if name in source_fields and name not in mine:
+        source = fields.pop("source", None)
+        if isinstance(source, SourceOptions):
+            base = dataclasses.replace(base, source=source)
+        elif source is not None:
+            src["source"] = source
+        for name in set(SourceOptions.field_names()) - mine:
+            if name in fields:
                 src[name] = fields.pop(name)
         unknown = set(fields) - mine
         if unknown:

@@ -50,6 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ._compat.requests import shut_down
 from ._flags import OptionError
 from ._utils import __version__, resolve_device
 from .options import ClassifyOptions
@@ -496,7 +497,7 @@ class SampClassifier:
             handlers.append(urllib.request.ProxyHandler({}))  # never through a proxy to this machine
         opener = urllib.request.build_opener(*handlers)
         with opener.open(url, timeout=self.fetch_timeout) as response:
-            timer = threading.Timer(self.fetch_timeout, _shut_down, (response,))  # a read blocked past it ends
+            timer = threading.Timer(self.fetch_timeout, shut_down, (response,))  # a read blocked past it ends
             timer.daemon = True
             timer.start()
             try:
@@ -680,20 +681,6 @@ class SampClassifier:
             params["percent"] = f"{percent:g}"
         with contextlib.suppress(Exception):
             self.client.notify(job.sender, {"samp.mtype": PROGRESS_MTYPE, "samp.params": params})
-
-
-def _shut_down(response) -> None:
-    """Shut an HTTP response's socket down (a read blocked in another thread returns), then close it."""
-    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    try:
-        response.close()
-    except Exception:  # closing a response another thread reads from: best effort
-        pass
 
 
 def _mtype_matches(pattern: str, mtype: str) -> bool:

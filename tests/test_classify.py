@@ -291,6 +291,9 @@ def test_the_options_object_and_keywords_give_the_same_table(status_zoo, model):
     by_object = frsurvey.classify_table(catalog, model=model, options=opts)
     by_keywords = frsurvey.classify_table(catalog, images, model, device="cpu", batch_size=5)
     assert by_object.pformat_all() == by_keywords.pformat_all()
+    built = frsurvey.ClassifyOptions.build(source=frsurvey.SourceOptions(images=images), cache="/tmp/c", workers=2)
+    assert built.source.images == images and str(built.source.cache) == "/tmp/c" and built.source.name == "local"
+    assert built.workers == 2 and built.source.workers is None  # workers: the DataLoader's; fetch workers by name
     with pytest.raises(ValueError, match="--batch-size: give 1 or more, not 0"):
         frsurvey.ClassifyOptions(batch_size=0)
     with pytest.raises(TypeError, match="unknown option"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import sys
 import threading
 
 import astropy
@@ -294,6 +295,15 @@ def test_a_streamed_response_shows_its_socket_and_takes_a_body_read_by_hand(tmp_
             read = b"".join(response.iter_content(1 << 14))
             rq_compat.set_content(response, read)
             assert response.content == body, changed(versions, "Response.content ignores _content")
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/f.bin", timeout=10) as response:
+            socks = rq_compat.response_sockets(response)
+            assert socks and all(isinstance(s, socket.socket) for s in socks), changed(
+                f"python {sys.version.split()[0]}", "the socket under an http.client response is no longer found"
+            )
+            rq_compat.shut_down(response)
+            assert response.isclosed()
     finally:
         server.shutdown()
         server.server_close()

@@ -88,46 +88,29 @@ def golden_demo() -> dict[str, bytes]:
     return out
 
 
-def test_demo_whole_and_resumed_runs_write_the_golden_files(tmp_path, golden_demo):
-    results = classify_all_ways(
-        DEMO / "demo.csv",
-        DEMO / "images",
-        tmp_path,
-        chunk_size=7,
-        interrupt_at=12,
-        modes=("whole", "resumed"),
-        in_formats=("csv",),
+def _demo(tmp_path, modes: tuple[str, ...], in_formats: tuple[str, ...], **kw) -> dict[str, bytes]:
+    """The demo catalog classified in these ways (chunks of 7 rows; the resumed runs interrupted in chunk 2)."""
+    return classify_all_ways(
+        DEMO / "demo.csv", DEMO / "images", tmp_path, 7, 12, modes=modes, in_formats=in_formats, **kw
     )
+
+
+def test_demo_whole_and_resumed_runs_write_the_golden_files(tmp_path, golden_demo):
+    results = _demo(tmp_path, ("whole", "resumed"), ("csv",))
     assert len(results) == 8
     _check(results, golden_demo)
 
 
 def test_demo_chunked_runs_from_fits_write_the_golden_files(tmp_path, golden_demo):
-    results = classify_all_ways(
-        DEMO / "demo.csv",
-        DEMO / "images",
-        tmp_path,
-        chunk_size=7,
-        interrupt_at=12,
-        modes=("chunked",),
-        in_formats=("fits",),
-    )
+    results = _demo(tmp_path, ("chunked",), ("fits",))
     assert len(results) == 4
     _check(results, golden_demo)
 
 
 def test_demo_on_dask_writes_the_golden_file(tmp_path, golden_demo):
     pytest.importorskip("distributed", reason="Dask is an extra: pip install 'frsurvey[dask]'")
-    results = classify_all_ways(
-        DEMO / "demo.csv",
-        DEMO / "images",
-        tmp_path,
-        chunk_size=7,
-        interrupt_at=12,
-        modes=("dask",),
-        in_formats=("csv",),
-        out_formats=("fits",),
-    )
+    results = _demo(tmp_path, ("dask",), ("csv",), out_formats=("fits",))
+    assert len(results) == 1
     _check(results, golden_demo)
 
 

@@ -11,9 +11,9 @@ says which release and what changed:
 - :mod:`frsurvey._compat.fits`: astropy.io.fits (where an HDU's data start
   in its file, whether a file was decompressed on opening, the refusal to
   memory-map scaled data).
-- :mod:`frsurvey._compat.requests`: requests and urllib3 (a streamed
-  body put where ``response.content`` finds it; the sockets under a
-  streamed response).
+- :mod:`frsurvey._compat.requests`: requests, urllib3 and http.client (a
+  streamed body put where ``response.content`` finds it; the sockets under
+  a streamed response, shut down to end a blocked read).
 - :mod:`frsurvey._compat.votable`: astropy.io.votable's writer (blank
   elements of array cells, tables of no rows, one TABLEDATA row per line).
 

@@ -266,7 +266,7 @@ def _classify_whole(catalog, out, model, source: ImageSource | None, opts: Class
     guard = ResumeJournal(out, {})
     guard.acquire()  # two runs never write one output
     try:
-        table = classify_table(catalog, model=model, source=source, options=opts)
+        table = _classify_table(catalog, model, source, opts)
         path = write_catalog(table, out, format=opts.out_format)
     except BaseException:
         if guard._created:  # an earlier run's journal stays for it; ours is only a lock

@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from .._compat.requests import response_sockets, set_content
+from .._compat.requests import set_content, shut_down, shut_socket
 from .._flags import OptionError
 
 __all__ = [
@@ -269,7 +269,7 @@ class PoliteSession(requests.Session):
                 late.set()
                 conn = _IN_USE.get(me)
                 if conn is not None:
-                    _shut_socket(getattr(conn, "sock", None))
+                    shut_socket(getattr(conn, "sock", None))
 
             timer = threading.Timer(self.timeout, cut_off)
             timer.daemon = True
@@ -307,7 +307,7 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
 
     def cut_off() -> None:  # a read blocked past the deadline: shutting the socket down ends it
         late.set()
-        _shut_down(response)
+        shut_down(response)
 
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
     timer.daemon = True
@@ -348,17 +348,6 @@ def read_body(response: requests.Response, max_bytes: int, deadline: float, time
 _IN_USE: dict[int, Any] = {}
 
 
-def _shut_socket(sock) -> None:
-    """Shut a socket down for reading and writing: a read blocked on it in another thread returns at once."""
-    import socket
-
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
 def _tracked(cls):
     """Return a urllib3 connection class that notes, per thread, the connection a request is sent on."""
 
@@ -387,16 +376,6 @@ class _TrackingAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _tracking_pools()
-
-
-def _shut_down(response: requests.Response) -> None:
-    """Shut a streamed response's socket down (a read blocked in another thread returns at once), then close it."""
-    for sock in response_sockets(response):
-        _shut_socket(sock)
-    try:
-        response.close()
-    except Exception:  # closing a response another thread reads from: best effort
-        pass
 
 
 def _retry_after(response: requests.Response) -> float | None:
