@@ -287,6 +287,8 @@ def select_rows(table: Table, expr: str | None) -> np.ndarray:
     value = np.asarray(value)
     if value.dtype != bool:
         raise SelectError(f"the selection {expr!r} does not say True or False per row (it gives {value.dtype} values)")
+    if value.shape not in ((), (n,)):  # e.g. ~() : an empty tuple, negated
+        raise SelectError(f"the selection {expr!r} does not give one True or False per row (shape {value.shape})")
     return np.broadcast_to(value, (n,)).copy()
 
 

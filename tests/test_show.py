@@ -93,6 +93,8 @@ def test_select_rows(small, expr, rows):
         ("P_FRII if True else 0", "IfExp is not allowed"),
         ("nope > 1", "no column 'nope'"),
         ("P_FRII", "does not say True or False"),
+        ("~()", "does not give one True or False per row"),  # found by hypothesis: an empty tuple, negated
+        ("(FR_STATUS == 'ok', FR_STATUS == 'ok')", "does not give one True or False per row"),
         ("P_FRII >", "cannot parse"),
         ("FR_STATUS + 1 > 0", "numbers only"),
         ("FR_STATUS > 1", "cannot compare text with a number"),
