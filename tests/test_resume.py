@@ -90,12 +90,27 @@ def _env() -> dict:
     return env
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal's process gets them (default action, not blocked).
+
+    A child inherits ignored dispositions and the blocked-signal mask of the process that starts it; the test
+    process (pytest, with Dask clusters and servers started in it) must not decide whether Ctrl-C reaches the run.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def stop_halfway(cmd: list[str], out: Path, sig: int, chunks: int = 2) -> tuple[subprocess.Popen, str, int]:
     """Start ``frsurvey`` in a process of its own, send ``sig`` once its journal holds ``chunks`` finished chunks;
     return (process, stderr, chunks)."""
     journal = journal_path(out)
     proc = subprocess.Popen(
-        [*frsurvey_command(), *cmd, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=_env()
+        [*frsurvey_command(), *cmd, "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 300
     while len(chunk_files(journal)) < chunks:
