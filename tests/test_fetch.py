@@ -252,6 +252,39 @@ def test_cached_rerun_and_offline_make_no_requests(services, generated_catalog, 
         np.testing.assert_array_equal(p_fri(t), p_fri(first))
 
 
+@pytest.mark.parametrize("service", ["first", "skyview"])
+def test_a_rerun_from_a_full_cache_needs_no_service(services, tmp_path, model_path, service, capsys):
+    """Run 20 rows while the service answers, stop it: the same command reads the cache, all ok, exit 0.
+
+    The reachability probe belongs to the first row that needs a download: with every cutout cached
+    there is none, so no connection is tried (the stopped port would refuse it and the run would exit 2).
+    """
+    positions = [(150.0 + 0.05 * i, 30.0 + 0.04 * i) for i in range(20)]
+    catalog = write_catalog(tmp_path / "cat.csv", positions)
+    cache = tmp_path / "cache"
+    url = services.first_url if service == "first" else services.skyview_url
+    args = ["classify", catalog, "--source", service, f"--{service}-url", url, "--cache", cache, *FAST_CLI,
+            "--model", model_path, "--no-progress"]  # fmt: skip
+    assert cli(*args, "--out", tmp_path / "first.ecsv") == 0
+    assert services.total_requests > 0 and len(cache_files(cache)) == 20
+    services.reset_counts()
+    services.stop()
+    capsys.readouterr()
+    rc = cli(*args, "--out", tmp_path / "again.ecsv")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "cannot be reached" not in err and "20 rows: 20 ok" in err
+    assert services.total_requests == 0
+    first, again = read_catalog(tmp_path / "first.ecsv"), read_catalog(tmp_path / "again.ecsv")
+    assert list(again["FR_STATUS"]) == [Status.OK] * 20
+    np.testing.assert_array_equal(p_fri(again), p_fri(first))
+    # one row not cached: the probe runs at that row and the run stops with the early message
+    extra = write_catalog(tmp_path / "more.csv", positions + [(170.0, 10.0)])
+    rc = cli(*[extra if a == catalog else a for a in args], "--out", tmp_path / "more.ecsv")
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{service} at {url} cannot be reached" in err, err
+
+
 def test_offline_with_an_empty_cache(services, tmp_path, model_path, capsys):
     catalog = write_catalog(tmp_path / "cat.csv", GENERATED[:3], extra_rows=["bad,,10.0"])
     out = tmp_path / "out.vot"

@@ -294,16 +294,19 @@ class RemoteSource(ImageSource):
         Returns at once. ``workers`` threads take the keys in order; keys
         whose request is the same are downloaded once. Offline, does nothing.
 
-        The first time, before anything is queued, one connection to the
-        service is tried: when it cannot be made (no network, a name that
-        does not resolve, nothing listening), every row would fail the same
-        way after its retries, so :class:`ServiceUnreachableError` is raised
-        at once instead.
+        The first time a key is missing from the cache, before it is
+        queued, one connection to the service is tried: when it cannot be
+        made (no network, a name that does not resolve, nothing listening),
+        every row would fail the same way after its retries, so
+        :class:`ServiceUnreachableError` is raised at once instead. Keys
+        already in the cache need no service: a run whose cutouts are all
+        cached makes no connection and no request, as ``offline`` does.
 
         Raises
         ------
         ServiceUnreachableError
-            If the first request of this source cannot connect to the service.
+            If the first key missing from the cache cannot be fetched because
+            the service cannot be connected to.
         """
         if self.offline:
             return
@@ -311,6 +314,9 @@ class RemoteSource(ImageSource):
         if not todo:
             return
         paths = self.cache_paths([k[0] for k in todo], [k[1] for k in todo])
+        missing = [(key, path) for key, path in zip(todo, paths) if not path.exists()]
+        if not missing:
+            return
         rt = self._runtime()
         if not rt.probed:
             self._probe(rt)
@@ -320,7 +326,7 @@ class RemoteSource(ImageSource):
         queued = 0
         with rt.cond:
             Path(self._run_dir, "finished").unlink(missing_ok=True)
-            for key, path in zip(todo, paths):
+            for key, path in missing:
                 p = str(path)
                 if p in rt.pending or p in rt.failures or path.exists():
                     continue
