@@ -279,7 +279,7 @@ def test_a_rerun_from_a_full_cache_needs_no_service(services, tmp_path, model_pa
     assert list(again["FR_STATUS"]) == [Status.OK] * 20
     np.testing.assert_array_equal(p_fri(again), p_fri(first))
     # one row not cached: the probe runs at that row and the run stops with the early message
-    extra = write_catalog(tmp_path / "more.csv", positions + [(170.0, 10.0)])
+    extra = write_catalog(tmp_path / "more.csv", [*positions, (170.0, 10.0)])
     rc = cli(*[extra if a == catalog else a for a in args], "--out", tmp_path / "more.ecsv")
     err = capsys.readouterr().err
     assert rc == 2 and f"{service} at {url} cannot be reached" in err, err
