@@ -51,9 +51,9 @@ DESCRIPTIONS: dict[str, str] = {
     Status.NOT_CACHED: "--offline was given and the cutout is not in the cache",
     Status.MODEL_ERROR: "the model gave no usable probability for the cutout (NaN or infinite): "
     "a diverged or damaged model, not a property of the source",
-    Status.UNRESOLVED: "the central source is a point source at FIRST's beam (FR_SIZE_DECONV below the limit, "
-    "no lobes on opposite sides): the FR class is not defined for it; P_FRI/P_FRII are still written",
-    Status.TOO_LARGE: "the emission connected to the centre runs off the 150x150 px image the model sees "
+    Status.UNRESOLVED: "the source at the position is one component no larger than FIRST's beam (FR_NCOMP 1, "
+    "FR_SIZE_DECONV below the limit): the FR class is not defined for it; P_FRI/P_FRII are still written",
+    Status.TOO_LARGE: "the component at the position runs off the 150x150 px image the model sees "
     "(the lobes are cut): P_FRI/P_FRII are still written, but no FR_CLASS",
     Status.OUT_OF_DOMAIN: "FR_OOD is above --ood-threshold: the image is unlike the training images; "
     "P_FRI/P_FRII are still written, but no FR_CLASS",

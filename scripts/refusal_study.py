@@ -17,10 +17,16 @@ temporary directory):
   of those cutouts, at empty places away from their centres, peak S/N drawn
   log-uniformly over 8-1000, each in its own copy of the cutout (a FITS file
   with the cutout's WCS), classified through ``--images``;
+- ``neighbour/``, ``neighbour.*``: the same point sources placed 55-75 px from
+  a MiraBest FRI/FRII, the field shifted so that the point source is at the
+  centre: a compact target with an unrelated radio galaxy inside the circle;
+- ``marginal/``, ``marginal.*``: elliptical Gaussians 1.0-1.3x the beam
+  (random position angle), S/N 8-1000, at empty places as ``placed``;
 - ``frdeep.ecsv``: FR_OOD of the FRDEEP-F images (in-domain);
 - ``tradeoff.png`` and ``summary.json``: the share of MiraBest FRI/FRII still
-  labeled against the share of unresolved sources refused, over the size
-  limit, and the shares at the defaults.
+  labeled against the share of unresolved sources refused (each kind and
+  all pooled), over the size limit, and the shares at the defaults by kind
+  and peak S/N.
 
 Run from the repository root::
 
@@ -141,22 +147,71 @@ def _celestial(hdr: fits.Header) -> fits.Header:
     return keep
 
 
-def place_points(images: Path, out: Path, n: int, rng: np.random.Generator) -> Table:
-    """Write ``n`` copies of random cutouts each with one point source added at an empty place; return the catalog."""
-    # each cutout lends its noise once: several copies of one field would cover the same positions
-    files = list(rng.permutation(sorted(images.glob("*.fits"))))
-    d = out / "placed"
+#: The sets of made unresolved sources: what each is (the ``kind`` of :func:`place_sources`).
+PLACED = {
+    "placed": "point sources at FIRST's beam at empty places 25-60 px from the centres of cutouts",
+    "neighbour": "point sources at FIRST's beam 55-75 px from a MiraBest FRI/FRII, the cutout centred on them",
+    "marginal": 'elliptical Gaussians 1.0-1.3x the beam (deconvolved up to 4.5") at empty places 25-60 px out',
+}
+
+
+def _spot(kind: str, rng: np.random.Generator) -> tuple[float, float] | None:
+    """Draw where a made source goes in a cutout (y, x in px), or None to draw again."""
+    if kind == "neighbour":  # 55-75 px from the radio galaxy at the cutout's centre
+        r, theta = rng.uniform(55, 75), rng.uniform(0, 2 * np.pi)
+        return 149.5 + r * np.sin(theta), 149.5 + r * np.cos(theta)
+    y, x = 149.5 + rng.uniform(-60, 60, size=2)
+    return None if np.hypot(y - 149.5, x - 149.5) < 25 else (float(y), float(x))
+
+
+def _covariance(kind: str, dec: float, rng: np.random.Generator) -> np.ndarray:
+    """Pixel covariance (rows, columns) of a made source as FIRST would see it at ``dec``.
+
+    FIRST's beam (major axis north-south, along the rows) for point sources;
+    for ``marginal`` the beam plus an intrinsic elliptical Gaussian at a
+    random position angle whose axes make a round 5.4" beam 1.0-1.3x (major)
+    and 1.0x to the major's factor (minor) as large.
+    """
+    bmaj, bmin = beam_fwhm(dec)
+    sy, sx = (b / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC for b in (bmaj, bmin))
+    cov = np.diag([sy * sy, sx * sx])
+    if kind == "marginal":
+        f1 = rng.uniform(1.0, 1.3)
+        f2 = rng.uniform(1.0, f1)
+        pa = rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(pa), -np.sin(pa)], [np.sin(pa), np.cos(pa)]])
+        cov = cov + rot @ np.diag([sx * sx * (f1 * f1 - 1), sx * sx * (f2 * f2 - 1)]) @ rot.T
+    return cov
+
+
+def place_sources(files: list[Path], out: Path, n: int, rng: np.random.Generator, kind: str = "placed") -> Table:
+    """Write ``n`` copies of cutouts each with one made unresolved source; return their catalog.
+
+    ``kind`` (:data:`PLACED`): ``placed``, a point source at an empty place
+    (nothing above 3 sigma within 12 px) 25-60 px from the cutout's centre;
+    ``neighbour``, a point source at an empty place 55-75 px from the
+    radio galaxy at the centre, the field then shifted (``np.roll``, which
+    keeps the real noise; the seam lies outside the central 150 px) so that
+    the new source is at the centre, as a cutout centred on it would be;
+    ``marginal``, as ``placed`` but an elliptical Gaussian 1.0-1.3x the beam.
+    Peak S/N (of the pixel grid: the source sits at a random sub-pixel place)
+    log-uniform over 8-1000. Each cutout lends its noise once. Each copy is a
+    FITS file with the cutout's WCS in ``out/kind/``.
+    """
+    files = list(rng.permutation(sorted(files)))
+    d = out / kind
     d.mkdir(exist_ok=True)
     yy, xx = np.mgrid[:300, :300]
     rows = []
-    while len(rows) < n:
+    while len(rows) < n and files:
         f = files.pop()
         img, hdr = read_cutout(f)
         std = float(sigma_clipped_std(img))
-        for _ in range(50):  # an empty place 25-60 px from the centre
-            y, x = 149.5 + rng.uniform(-60, 60, size=2)
-            if np.hypot(y - 149.5, x - 149.5) < 25:
+        for _ in range(50):
+            spot = _spot(kind, rng)
+            if spot is None:
                 continue
+            y, x = spot
             near = (yy - y) ** 2 + (xx - x) ** 2 <= 12**2
             if not np.any(img[near] > 3 * std):
                 break
@@ -164,18 +219,32 @@ def place_points(images: Path, out: Path, n: int, rng: np.random.Generator) -> T
             continue
         snr = float(10 ** rng.uniform(np.log10(8), 3))
         dec0 = float(hdr["CRVAL2"])
-        bmaj, bmin = beam_fwhm(dec0)
-        sy, sx = (b / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC for b in (bmaj, bmin))
-        # the peak S/N is that of the pixel grid: the source sits at a random sub-pixel place
-        g = np.exp(-0.5 * (((yy - y) / sy) ** 2 + ((xx - x) / sx) ** 2))
+        cov = _covariance(kind, dec0, rng)
+        if kind == "neighbour":
+            iy, ix = round(y - 149.5), round(x - 149.5)
+            img = np.roll(img, (-iy, -ix), axis=(0, 1))
+            y, x = y - iy, x - ix
+        inv = np.linalg.inv(cov)
+        dy, dx = yy - y, xx - x
+        g = np.exp(-0.5 * (inv[0, 0] * dy * dy + 2 * inv[0, 1] * dy * dx + inv[1, 1] * dx * dx))
         new = img + (snr * std / g.max()) * g
-        name = f"placed-{len(rows):04d}.fits"
+        name = f"{kind}-{len(rows):04d}.fits"
         header = _celestial(hdr)
         header["BUNIT"] = "JY/BEAM"
         fits.PrimaryHDU(new.astype(np.float32), header=header).writeto(d / name, overwrite=True)
         ra, dec = WCS(header).pixel_to_world_values(x, y)
         rows.append((name, f.name, float(ra), float(dec), snr))
     return Table(rows=rows, names=("image", "noise_from", "ra", "dec", "peak_snr"))
+
+
+def mirabest_files() -> list[Path]:
+    """The cutouts of the MiraBest FRI/FRII of ``DIRS``: the radio galaxies beside the ``neighbour`` sources."""
+    files = []
+    for name in DIRS:
+        cat = Table.read(SHARED / name / "catalog.csv", format="ascii.csv")
+        keep = (cat["fr_class"] == "FRI") | (cat["fr_class"] == "FRII")
+        files += [SHARED / name / "fits" / f"{n}.fits" for n in cat["name"][keep]]
+    return files
 
 
 def frdeep_ood(model=None) -> Table:
@@ -214,15 +283,16 @@ def main() -> None:
     """Make the data, classify it, and write the shares and the trade-off figure."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, help="where to write (default: a new temporary directory)")
-    p.add_argument("--placed", type=int, default=400, help="point sources to place (default 400)")
+    p.add_argument("--placed", type=int, default=400, help="sources of each made set to place (default 400)")
     p.add_argument("--figure", type=Path, help="also write the trade-off figure here")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--report-only", action="store_true", help="only the shares and figure, from the tables in --out")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="frsurvey-refusal-"))
     out.mkdir(parents=True, exist_ok=True)
+    sets = ("mirabest", "compact", *PLACED)
     if args.report_only:
-        results = {name: Table.read(out / f"{name}.ecsv") for name in ("mirabest", "compact", "placed")}
+        results = {name: Table.read(out / f"{name}.ecsv") for name in sets}
         summary = report(results, Table.read(out / "frdeep.ecsv"), args.figure or out / "tradeoff.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary, indent=1))
@@ -232,15 +302,16 @@ def main() -> None:
 
     compact = find_compact(images, rng)
     compact.write(out / "compact.csv", overwrite=True)
-    placed = place_points(images, out, args.placed, rng)
-    placed.write(out / "placed.csv", overwrite=True)
-    results = {
-        "mirabest": mirabest(images),
-        "compact": classify(compact, images),
-        "placed": classify(placed, out / "placed"),
-    }
+    results = {"mirabest": mirabest(images), "compact": classify(compact, images)}
+    where = {"mirabest": images, "compact": images}
+    for k, kind in enumerate(PLACED):
+        # each made set its own random stream: adding a set changes none of the others
+        files = mirabest_files() if kind == "neighbour" else sorted(images.glob("*.fits"))
+        made = place_sources(files, out, args.placed, rng if k == 0 else np.random.default_rng([args.seed, k]), kind)
+        made.write(out / f"{kind}.csv", overwrite=True)
+        results[kind], where[kind] = classify(made, out / kind), out / kind
     for name, t in results.items():
-        add_flags(t, images if name != "placed" else out / "placed")
+        add_flags(t, where[name])
         t.write(out / f"{name}.ecsv", overwrite=True)
     gallery(results["compact"], images, out / "compact.png")
     fr = frdeep_ood()
@@ -294,7 +365,11 @@ def report(results: dict[str, Table], frdeep: Table, figure: Path) -> dict:
     ok = np.asarray(mb["FR_STATUS"]) == "ok"
     d = Thresholds()
     kept = ok & ~refused(mb, d)
-    unres = vstack([results["compact"], results["placed"]], metadata_conflicts="silent")
+    kinds = ("compact", *PLACED)
+    unres = vstack(
+        [results[k][["FR_OOD", *MEASURE_COLUMNS, "FR_STATUS", "edge", "flanked"]] for k in kinds],
+        metadata_conflicts="silent",
+    )
     summary: dict = {
         "defaults": d.as_dict(),
         "mirabest": {
@@ -306,7 +381,7 @@ def report(results: dict[str, Table], frdeep: Table, figure: Path) -> dict:
             "too_large": int((ok & (np.asarray(mb["edge"], float) == 1)).sum()),
         },
     }
-    for name in ("compact", "placed"):
+    for name in kinds:
         t = results[name]
         r, n = shares(t, d)
         snr = np.asarray(t["peak_snr"], float)
@@ -317,6 +392,8 @@ def report(results: dict[str, Table], frdeep: Table, figure: Path) -> dict:
             sel = okr & (snr >= lo) & (snr < hi)
             by[f"{lo}-{int(hi)}"] = [int(ref[sel].sum()), int(sel.sum())]
         summary[name] = {"refused": r, "classified": n, "share": r / max(n, 1), "by_snr": by}
+    r, n = shares(unres, d)
+    summary["unresolved_pooled"] = {"refused": r, "classified": n, "share": r / max(n, 1)}
     e_mb = np.asarray(mb["FR_OOD"], float)[ok]
     e_un = np.asarray(unres["FR_OOD"], float)
     summary["ood"] = {
@@ -327,29 +404,37 @@ def report(results: dict[str, Table], frdeep: Table, figure: Path) -> dict:
     }
 
     # the trade-off over the size limit (scaled together: floor s, S/N part s * d.snr / d.floor)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    scales = np.linspace(0.0, 2.5, 26)
-    xs, ys = [], []
+    fig, ax = plt.subplots(figsize=(6, 4.8))
+    scales = np.linspace(0.0, 2.0, 21)
+    kept, curves = [], {k: [] for k in ("all", *kinds)}
     for s in scales:
         th = Thresholds(unresolved_size=d.unresolved_size * s, unresolved_snr_size=d.unresolved_snr_size * s)
-        xs.append(1 - refused(mb, th)[ok].mean())
-        r, n = shares(unres, th)
-        ys.append(r / n)
-    ax.plot(ys, xs, "o-", ms=3)
+        kept.append(float(1 - refused(mb, th)[ok].mean()))
+        for k, t in (("all", unres), *((k, results[k]) for k in kinds)):
+            r, n = shares(t, th)
+            curves[k].append(r / max(n, 1))
     i = int(np.argmin(np.abs(scales - 1.0)))
-    ax.plot(
-        ys[i], xs[i], "r*", ms=12, label=f'default: max({d.unresolved_size:g}", {d.unresolved_snr_size:g}"/sqrt(S/N))'
-    )
-    ax.axhline(0.98, color="grey", ls=":", lw=1)
+    styles = {"all": ("k", "o-"), "compact": ("C0", "--"), "placed": ("C1", "--"), "neighbour": ("C2", "--")}
+    styles["marginal"] = ("C3", "--")
+    for k, ys in curves.items():
+        color, ls = styles[k]
+        n = len(unres) if k == "all" else len(results[k])
+        label = "all unresolved" if k == "all" else {"compact": "real compact"}.get(k, k)
+        ax.plot(ys, kept, ls, color=color, ms=3, lw=1.5 if k == "all" else 1, label=f"{label} (n={n})")
+        ax.plot(ys[i], kept[i], "*", color=color, ms=11 if k == "all" else 8)
+    ax.axhline(0.97, color="grey", ls=":", lw=1)
     ax.axvline(0.95, color="grey", ls=":", lw=1)
-    ax.set_xlabel(f"unresolved FIRST sources refused (real and placed, n={len(unres)})")
+    ax.set_xlabel("unresolved FIRST sources refused")
     ax.set_ylabel(f"MiraBest FRI/FRII still labeled (n={int(ok.sum())})")
-    ax.set_title("Size limit scaled 0 to 2.5x the default", fontsize=9)
+    ax.set_title(
+        f'Size limit max({d.unresolved_size:g}", {d.unresolved_snr_size:g}"/sqrt(S/N)) scaled 0-2x; * the default',
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
-    summary["tradeoff"] = {"scale": scales.tolist(), "refused": ys, "kept": xs}
+    summary["tradeoff"] = {"scale": scales.tolist(), "kept": kept, "refused": curves}
     return summary
 
 

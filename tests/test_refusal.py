@@ -1,4 +1,4 @@
-"""What frsurvey will not classify: measurements of the central source, and the statuses they earn.
+"""What frsurvey will not classify: measurements of the source at the position, and the statuses they earn.
 
 Real FITS images with WCS written by astropy, the shipped model, the real
 command line (in this process) and STILTS.
@@ -15,7 +15,7 @@ from astropy.io.votable import parse_single_table
 from astropy.table import Table
 from conftest import FIRST_NOISE, first_wcs, make_first_fits, render_blobs, run_cli
 
-from frsurvey.image.morphology import MEASURES, Thresholds, beam_fwhm, measure
+from frsurvey.image.morphology import MEASURES, Thresholds, beam_fwhm, decide, measure
 from frsurvey.image.preprocess import preprocess_first_with_noise
 from frsurvey.run import classify_table
 
@@ -70,6 +70,11 @@ def test_the_beam_is_elongated_south_of_dec_4_5():
 
 def test_nothing_to_measure_without_noise():
     assert np.isnan(measure(np.zeros((300, 300), np.float32), 0.0)).all()
+
+
+def test_the_default_size_limit_is_the_beam():
+    t = Thresholds()
+    np.testing.assert_allclose(t.size_limit(np.array([9.0, 100.0, 1000.0])), [10.0, 5.4, 5.4])
 
 
 def test_size_limit_shrinks_with_snr():
@@ -230,3 +235,99 @@ def test_flanking_lobes_keep_a_compact_core_labeled():
     # one lobe alone does not flank
     image = (rng.normal(0, FIRST_NOISE, (300, 300)) + render_blobs(w, (300, 300), blobs[:2], 1.8)).astype(np.float32)
     assert measured(image)["flanked"] == 0
+
+
+def field(blobs, seed=0, gaussian=None):
+    """A 300x300 cutout at (RA, DEC): FIRST-like noise, ``blobs`` and optionally an elliptical source."""
+    w = first_wcs(RA, DEC)
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, FIRST_NOISE, (300, 300)) + render_blobs(w, (300, 300), blobs, 1.8)
+    return (image + (0 if gaussian is None else gaussian)).astype(np.float32)
+
+
+def neighbour_blobs(distance_px: float, angle_deg: float = 30.0) -> list[tuple]:
+    """An extended double (core and two lobes, 50" long) ``distance_px`` from the centre."""
+    cosd = np.cos(np.radians(DEC))
+    r = distance_px * 1.8 / 3600
+    ra0 = RA + r * np.cos(np.radians(angle_deg)) / cosd
+    dec0 = DEC + r * np.sin(np.radians(angle_deg))
+    return [
+        (ra0, dec0, 20 * FIRST_NOISE, 6.0),
+        (ra0 + 25 / 3600 / cosd, dec0 + 8 / 3600, 80 * FIRST_NOISE, 12.0),
+        (ra0 - 25 / 3600 / cosd, dec0 - 8 / 3600, 70 * FIRST_NOISE, 12.0),
+    ]
+
+
+@pytest.mark.parametrize("distance", [55, 65, 72])
+def test_an_extended_neighbour_does_not_make_a_compact_target_resolved(distance):
+    """A point source at the position, an unrelated radio galaxy 55-72 px away inside the circle."""
+    for snr in (12, 300):
+        image = field([(RA, DEC, snr * FIRST_NOISE, 5.4), *neighbour_blobs(distance)], seed=distance)
+        m = measured(image)
+        assert m["ncomp"] == 1 and m["flanked"] == 0 and m["las"] < 30, m  # the target alone
+        assert m["snr"] == pytest.approx(snr, rel=0.3)
+        assert decide(np.array([list(m.values())]), Thresholds())[0] == "unresolved"
+    # without the target there is nothing at the position: no size, no component, no refusal
+    m = measured(field(neighbour_blobs(distance), seed=distance))
+    assert m["ncomp"] == 0 and np.isnan(m["size"]) and np.isnan(m["las"])
+    assert decide(np.array([list(m.values())]), Thresholds())[0] == "ok"
+
+
+def elliptical(major_factor: float, minor_factor: float, pa_deg: float, snr: float) -> np.ndarray:
+    """A Gaussian ``major_factor`` x ``minor_factor`` times the round 5.4" beam at position angle ``pa_deg``."""
+    s = 5.4 / 2.3548 / 1.8
+    pa = np.radians(pa_deg)
+    rot = np.array([[np.cos(pa), -np.sin(pa)], [np.sin(pa), np.cos(pa)]])
+    inv = np.linalg.inv(rot @ np.diag([(major_factor * s) ** 2, (minor_factor * s) ** 2]) @ rot.T)
+    yy, xx = np.mgrid[:300, :300]
+    dy, dx = yy - 149.7, xx - 149.2
+    return snr * FIRST_NOISE * np.exp(-0.5 * (inv[0, 0] * dy * dy + 2 * inv[0, 1] * dy * dx + inv[1, 1] * dx * dx))
+
+
+@pytest.mark.parametrize("snr", [10, 60, 1000])
+@pytest.mark.parametrize("major", [1.0, 1.15, 1.3])
+def test_marginally_resolved_bright_gaussians_are_unresolved(major, snr):
+    """Gaussians up to 1.3x the beam have a non-zero deconvolved size but no structure: refused at any S/N."""
+    m = measured(field([], seed=int(snr), gaussian=elliptical(major, 1.0, 35.0, snr)))
+    assert m["ncomp"] == 1 and 0 <= m["size"] < Thresholds().size_limit(m["snr"])
+    assert decide(np.array([list(m.values())]), Thresholds())[0] == "unresolved", m
+
+
+def test_a_resolved_gaussian_and_a_linked_companion_are_not_unresolved():
+    # twice the beam (deconvolved 9.4"): resolved
+    m = measured(field([], seed=1, gaussian=elliptical(2.0, 1.2, 60.0, 300)))
+    assert m["size"] > 7 and decide(np.array([list(m.values())]), Thresholds())[0] == "ok"
+    # a compact core with a knot 17" away (a gap of 3-4 px below 3 sigma): one source of two components
+    cosd = np.cos(np.radians(DEC))
+    m = measured(field([(RA, DEC, 100 * FIRST_NOISE, 5.4), (RA + 17 / 3600 / cosd, DEC, 12 * FIRST_NOISE, 5.4)]))
+    assert m["ncomp"] == 2 and m["las"] > 15
+    assert decide(np.array([list(m.values())]), Thresholds())[0] == "ok"
+
+
+def test_unrelated_sources_unlike_each_other_are_not_lobes():
+    """Two sources on opposite sides but 30x apart in flux do not flank a point source."""
+    cosd = np.cos(np.radians(DEC))
+    blobs = [
+        (RA, DEC, 200 * FIRST_NOISE, 5.4),
+        (RA + 60 / 3600 / cosd, DEC, 300 * FIRST_NOISE, 12.0),
+        (RA - 60 / 3600 / cosd, DEC, 10 * FIRST_NOISE, 12.0),
+    ]
+    m = measured(field(blobs, seed=5))
+    assert m["flanked"] == 0 and m["ncomp"] == 1
+    assert decide(np.array([list(m.values())]), Thresholds())[0] == "unresolved"
+
+
+def test_the_neighbour_case_through_classify_table(tmp_path):
+    """The rule as a user meets it: FITS files with WCS, the shipped model, every row in order."""
+    rows = {
+        "compact beside a galaxy": [(RA, DEC, 40 * FIRST_NOISE, 5.4), *neighbour_blobs(62)],
+        "galaxy": double_blobs(RA, DEC),
+        "galaxy beside a galaxy": [*double_blobs(RA, DEC), *neighbour_blobs(66, angle_deg=-120)],
+    }
+    for i, blobs in enumerate(rows.values()):
+        make_first_fits(tmp_path / f"img{i}.fits", RA + i, DEC, sources=[(b[0] + i, *b[1:]) for b in blobs], seed=i)
+    cat = Table({"name": list(rows), "ra": [RA, RA + 1, RA + 2], "dec": [DEC] * 3})
+    t = classify_table(cat, images=tmp_path, device="cpu")
+    assert list(t["FR_STATUS"]) == ["unresolved", "ok", "ok"]
+    assert list(t["FR_NCOMP"]) == [1, 3, 3]
+    assert t["FR_LAS"][0] < 30 and t["FR_LAS"][2] == pytest.approx(t["FR_LAS"][1], rel=0.1)

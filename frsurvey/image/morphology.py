@@ -5,34 +5,46 @@ of the cutout, inside the 75 px circle, above three times the noise of the
 canonical sigma clip (:func:`frsurvey.image.preprocess.sigma_clipped_std` of the
 whole 300x300 cutout). It is called where the canonical preprocessing happens
 (:class:`frsurvey.image.prepare.PreparedCutouts`), so every runner gets the same
-values. It returns one float64 vector per source (:data:`MEASURES`):
+values.
+
+It measures the source at the catalog position, not the cutout. A
+*component* is a connected (8-neighbour) region above 3 sigma whose peak
+reaches 5 sigma. The *target* is the component containing the position or
+with a pixel within :data:`CENTRAL_RADIUS` (3 px, 5.4") of it, the nearest
+if several. The target's *group* is the source it belongs to: the target,
+the components with a pixel within :data:`LINK_PX` (5 px, 9", along rows,
+columns or diagonals) of one of its pixels, and pairs of lobes around it
+(two extended or bright components on opposite sides of it, more than
+:data:`FLANK_ANGLE` apart as seen from it, their distances within a factor
+:data:`FLANK_RATIO` and their integrated fluxes within a factor
+:data:`FLANK_FLUX_RATIO` of each other). Emission elsewhere in the cutout
+(an unrelated neighbour 60 px away) changes none of the values below.
+
+It returns one float64 vector per source (:data:`MEASURES`):
 
 ``snr``
-    peak surface brightness of the central component over the noise; when
-    no component reaches the centre, of the brightest pixel inside the circle.
+    peak surface brightness of the group over the noise; when there is no
+    target, of the brightest pixel inside the circle.
 ``las``
-    largest angular size (arcsec) of the central component: the >3 sigma
-    emission connected to the centre, from pixel centre to pixel centre
-    plus one pixel. NaN when no component touches the centre (3 px).
+    largest angular size (arcsec) of the group, from pixel centre to pixel
+    centre plus one pixel. NaN when there is no target.
 ``size``
-    FWHM (arcsec) of the major axis of the central component deconvolved
-    from the beam: its intensity-weighted second moments above 3 sigma,
-    corrected for the cut at 3 sigma (exact for a Gaussian), less the
-    beam's. 0 when the component is no larger than the beam; NaN when there
-    is no central component.
+    FWHM (arcsec) of the major axis of the target deconvolved from the beam:
+    its intensity-weighted second moments above 3 sigma, corrected for the
+    cut at 3 sigma (exact for a Gaussian), less the beam's. 0 when the
+    target is no larger than the beam; NaN when there is no target.
 ``ncomp``
-    number of separate components (connected >3 sigma regions peaking above
-    5 sigma) inside the circle.
+    number of components in the group; 0 when there is no target.
 ``edge``
-    1 when the central component reaches the edge of the circle (it runs off
-    the image the model sees), else 0.
+    1 when the target reaches the edge of the circle (it runs off the image
+    the model sees), else 0.
 ``flanked``
-    1 when other components lie on opposite sides of the centre (two of
-    them more than 150 degrees apart as seen from it): the lobes of a double
-    source whose core is the central component, else 0.
+    1 when the group has lobes on opposite sides of the target (a double
+    source whose core is the target), else 0.
 
 :func:`decide` turns the measurements into the statuses ``unresolved`` and
-``too_large`` with thresholds (:class:`Thresholds`).
+``too_large`` with thresholds (:class:`Thresholds`): a group of one
+component smaller than the beam is ``unresolved``.
 """
 
 from __future__ import annotations
@@ -64,8 +76,10 @@ FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 DETECT = 3.0
 #: A component counts when its peak reaches this many times the noise.
 COMPONENT_SNR = 5.0
-#: A component is central when it has a pixel this close (px) to the centre.
+#: The target is the component with a pixel this close (px) to the catalog position (the centre).
 CENTRAL_RADIUS = 3.0
+#: Components with a pixel this close (px, chessboard distance) to one of the target's join its group.
+LINK_PX = 5
 #: Other components must be this far apart (degrees, seen from the centre) to flank the core.
 FLANK_ANGLE = 150.0
 #: ... and their distances from the core within this factor of each other.
@@ -74,13 +88,15 @@ FLANK_RATIO = 3.0
 FLANK_AREA = 40
 #: ... or peaking at least this many times the noise (bright compact hotspots).
 FLANK_SNR = 50.0
+#: ... and their integrated fluxes within this factor of each other (lobes of one source are alike).
+FLANK_FLUX_RATIO = 10.0
 
 _MASK = circle_mask(CROP_SIZE)
 _C = (CROP_SIZE - 1) / 2.0
 _YY, _XX = np.mgrid[:CROP_SIZE, :CROP_SIZE]
 _R2 = (_YY - _C) ** 2 + (_XX - _C) ** 2
 _NEAR = _R2 <= CENTRAL_RADIUS**2
-#: Pixels on the rim of the circle: the central component reaching them runs off the image.
+#: Pixels on the rim of the circle: the target reaching them runs off the image.
 _RIM = _MASK & (_R2 > (CROP_SIZE / 2.0 - 1.5) ** 2)
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -126,12 +142,13 @@ def _largest_size(ys: np.ndarray, xs: np.ndarray) -> float:
 
 
 def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarray:
-    """Measure the central source of a 300x300 FIRST cutout (see the module's docstring).
+    """Measure the source at the centre of a 300x300 FIRST cutout (see the module's docstring).
 
     Parameters
     ----------
     image : numpy.ndarray
-        The cutout, ``(300, 300)`` in Jy/beam (non-finite pixels count as 0).
+        The cutout, ``(300, 300)`` in Jy/beam (non-finite pixels count as 0),
+        centred on the catalog position.
     std : float
         Its noise: the canonical sigma-clipped standard deviation.
     dec : float, optional
@@ -152,66 +169,79 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     mask = (snr > DETECT) & _MASK
     out[0] = float(snr[_MASK].max())
     labels, n = ndimage.label(mask, structure=_EIGHT)
+    out[3:] = 0.0
     if n == 0:
-        out[3:] = 0.0
         return out
     lab = labels[mask]
     peaks = np.full(n + 1, -np.inf)
     np.maximum.at(peaks, lab, snr[mask])
-    peaks = peaks[1:]
     real = peaks >= COMPONENT_SNR
-    out[3] = float(np.count_nonzero(real))
+    real[0] = False
     near = np.unique(labels[_NEAR & mask])
-    # (the central component's peak S/N replaces this below)
-    near = near[real[near - 1]] if len(near) else near
+    near = near[real[near]]
     if not len(near):
-        out[4:] = 0.0
         return out
-    # the component with the pixel nearest the centre
+    # the target: the component with the pixel nearest the position
     c = int(near[np.argmin([_R2[labels == k].min() for k in near])]) if len(near) > 1 else int(near[0])
     where = labels == c
     ys, xs = _YY[where], _XX[where]
     w = snr[where]
-    out[0] = float(peaks[c - 1])
-    out[1] = _largest_size(ys.astype(float), xs.astype(float)) * PIXEL_SCALE_ARCSEC
     out[4] = float(bool((where & _RIM).any()))
 
-    # beam-corrected second moments, corrected for the cut at DETECT sigma
+    # beam-corrected second moments of the target, corrected for the cut at DETECT sigma
     total = w.sum()
     my, mx = (w * ys).sum() / total, (w * xs).sum() / total
     dy, dx = ys - my, xs - mx
     cov = np.array([[(w * dx * dx).sum(), (w * dx * dy).sum()], [(w * dx * dy).sum(), (w * dy * dy).sum()]]) / total
-    cov /= _truncation(DETECT / peaks[c - 1])
+    cov /= _truncation(DETECT / peaks[c])
     bmaj, bmin = beam_fwhm(dec)
     sx, sy = bmin / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC, bmaj / FWHM_PER_SIGMA / PIXEL_SCALE_ARCSEC
     src = cov - np.diag([sx * sx, sy * sy])  # the beam's major axis runs north-south (along the rows)
     top = float(np.linalg.eigvalsh(src)[-1])
     out[2] = FWHM_PER_SIGMA * np.sqrt(max(top, 0.0)) * PIXEL_SCALE_ARCSEC
 
-    # other components on opposite sides of the centre: lobes around a core
-    area = np.bincount(lab, minlength=n + 1)[1:]
-    others = np.flatnonzero(real & ((area >= FLANK_AREA) | (peaks >= FLANK_SNR))) + 1
-    others = others[others != c]
-    out[5] = float(_flanked(snr, labels, others, my, mx))
+    # the group: the target, components within LINK_PX of it, and lobes on opposite sides of it
+    group = np.zeros(n + 1, dtype=bool)
+    y0, y1 = max(ys.min() - LINK_PX, 0), min(ys.max() + LINK_PX + 1, CROP_SIZE)
+    x0, x1 = max(xs.min() - LINK_PX, 0), min(xs.max() + LINK_PX + 1, CROP_SIZE)
+    box = ndimage.binary_dilation(where[y0:y1, x0:x1], structure=_EIGHT, iterations=LINK_PX)
+    group[labels[y0:y1, x0:x1][box]] = True
+    group &= real
+    area = np.bincount(lab, minlength=n + 1)
+    flux = np.bincount(lab, weights=snr[mask], minlength=n + 1)
+    others = np.flatnonzero(real & ~group & ((area >= FLANK_AREA) | (peaks >= FLANK_SNR)))
+    lobes = _lobes(snr, labels, others, flux[others], my, mx)
+    group[lobes] = True
+    out[5] = float(len(lobes) > 0)
+    out[3] = float(np.count_nonzero(group))
+    members = group[labels]
+    out[0] = float(snr[members].max())
+    out[1] = _largest_size(_YY[members].astype(float), _XX[members].astype(float)) * PIXEL_SCALE_ARCSEC
     return out
 
 
-def _flanked(snr: np.ndarray, labels: np.ndarray, others: np.ndarray, my: float, mx: float) -> bool:
-    """Return True when two of the ``others`` components lie on opposite sides of (my, mx), like lobes.
+def _lobes(
+    snr: np.ndarray, labels: np.ndarray, others: np.ndarray, flux: np.ndarray, my: float, mx: float
+) -> np.ndarray:
+    """Return the labels among ``others`` that pair up on opposite sides of (my, mx), like lobes.
 
-    Opposite: more than :data:`FLANK_ANGLE` apart as seen from the core, and
-    their distances from it within a factor :data:`FLANK_RATIO`. The caller
-    passes only extended components (:data:`FLANK_AREA`).
+    Opposite: more than :data:`FLANK_ANGLE` apart as seen from the core,
+    their distances from it within a factor :data:`FLANK_RATIO` and their
+    integrated fluxes (``flux``, one per label) within a factor
+    :data:`FLANK_FLUX_RATIO`. The caller passes only extended or bright
+    components (:data:`FLANK_AREA`, :data:`FLANK_SNR`) outside the group.
     """
     if len(others) < 2:
-        return False
+        return others[:0]
     cy = np.asarray(ndimage.center_of_mass(snr, labels, others))
     vy, vx = cy[:, 0] - my, cy[:, 1] - mx
     ang = np.arctan2(vy, vx)
     dist = np.maximum(np.hypot(vy, vx), 1e-9)
     apart = np.degrees(np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :]))))) > FLANK_ANGLE
     ratio = np.maximum(dist[:, None], dist[None, :]) / np.minimum(dist[:, None], dist[None, :])
-    return bool((apart & (ratio < FLANK_RATIO)).any())
+    fluxes = np.maximum(flux[:, None], flux[None, :]) / np.minimum(flux[:, None], flux[None, :])
+    pair = apart & (ratio < FLANK_RATIO) & (fluxes < FLANK_FLUX_RATIO)
+    return others[pair.any(axis=1)]
 
 
 #: The title of the refusal options on the command line.
@@ -225,32 +255,34 @@ class Thresholds:
     Attributes
     ----------
     unresolved_size : float
-        Arcsec. A central component whose deconvolved major axis
-        (``FR_SIZE_DECONV``) is below ``max(unresolved_size,
-        unresolved_snr_size / sqrt(FR_SNR))``, with no other components on
-        opposite sides of it, is ``unresolved``. 0 (both) turns the status off.
+        Arcsec. A source at the position whose group is one component (no
+        other component within 5 px, no lobes around it) with a deconvolved
+        major axis (``FR_SIZE_DECONV``) below ``max(unresolved_size,
+        unresolved_snr_size / sqrt(FR_SNR))`` is ``unresolved``. The default,
+        5.4", is FIRST's beam: a source smaller than the beam has no jet or
+        lobe structure at 1.8"/px. 0 (both) turns the status off.
     unresolved_snr_size : float
         Arcsec: the part of the limit that shrinks with S/N as the noise of
         the size measurement does (a point source at S/N 10 measures up to
-        about 6", at S/N 1000 under 1.5").
+        about 6", at S/N 1000 under 1.5"; a Gaussian 1.3x the beam 4.5").
     too_large : bool
-        Give ``too_large`` to sources whose central component reaches the
+        Give ``too_large`` to sources whose target (the component at the position) reaches the
         edge of the 75 px circle.
     ood_threshold : float or None
         Refuse (``out_of_domain``) rows whose ``FR_OOD`` is above this; None: off.
     """
 
     unresolved_size: float = option(
-        3.0,
+        5.4,
         "--unresolved-size",
         check=at_least(0, float),
         metavar="ARCSEC",
         group=REFUSALS,
-        help="a central component whose deconvolved size (FR_SIZE_DECONV) is below max(this, "
-        "--unresolved-snr-size / sqrt(FR_SNR)) and has no lobes around it is 'unresolved'",
+        help="a source at the position that is one component (FR_NCOMP 1) with a deconvolved size "
+        "(FR_SIZE_DECONV) below max(this, --unresolved-snr-size / sqrt(FR_SNR)) is 'unresolved'",
     )
     unresolved_snr_size: float = option(
-        25.0,
+        30.0,
         "--unresolved-snr-size",
         check=at_least(0, float),
         metavar="ARCSEC",
@@ -281,7 +313,7 @@ class Thresholds:
         return asdict(self)
 
     def size_limit(self, snr: np.ndarray) -> np.ndarray:
-        """Return the deconvolved size (arcsec) below which a central component at peak S/N ``snr`` is a point."""
+        """Return the deconvolved size (arcsec) below which a lone component at peak S/N ``snr`` is unresolved."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.maximum(self.unresolved_size, self.unresolved_snr_size / np.sqrt(np.asarray(snr, dtype=float)))
 
@@ -302,13 +334,13 @@ def decide(measures: np.ndarray, thresholds: Thresholds, ood: np.ndarray | None 
     """
     m = np.asarray(measures, dtype=float).reshape(-1, len(MEASURES))
     status = np.full(len(m), Status.OK, dtype=object)
-    snr, size, edge, flanked = m[:, 0], m[:, 2], m[:, 4], m[:, 5]
+    snr, size, ncomp, edge = m[:, 0], m[:, 2], m[:, 3], m[:, 4]
     if thresholds.ood_threshold is not None and ood is not None:
         with np.errstate(invalid="ignore"):
             status[np.asarray(ood, dtype=float).reshape(-1) > thresholds.ood_threshold] = Status.OUT_OF_DOMAIN
     if thresholds.too_large:
         status[edge == 1] = Status.TOO_LARGE
     with np.errstate(invalid="ignore"):
-        point = (size < thresholds.size_limit(snr)) & (flanked == 0)
+        point = (size < thresholds.size_limit(snr)) & (ncomp == 1)
     status[point] = Status.UNRESOLVED
     return status

@@ -41,25 +41,25 @@ OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
     },
     "FR_SNR": {
         "ucd": "stat.snr",
-        "description": "Peak S/N of the central component (of the brightest pixel inside the 75 px circle "
-        "when no component reaches the centre); blank when the image could not be prepared",
+        "description": "Peak S/N of the source at the position (of the brightest pixel inside the 75 px circle "
+        "when no component reaches the position); blank when the image could not be prepared",
     },
     "FR_LAS": {
         "ucd": "phys.angSize;src",
         "unit": "arcsec",
-        "description": "Largest angular size of the >3 sigma emission connected to the centre "
-        "(blank when no component reaches the central 3 px)",
+        "description": "Largest angular size of the source at the position: the component within 3 px of it, "
+        "components within 5 px of that one, and lobes on opposite sides of it (blank when there is none)",
     },
     "FR_SIZE_DECONV": {
         "ucd": "phys.angSize.smajAxis",
         "unit": "arcsec",
-        "description": "FWHM major axis of the central component deconvolved from FIRST's beam "
-        "(0: no larger than the beam; blank when there is no central component)",
+        "description": "FWHM major axis of the component at the position deconvolved from FIRST's beam "
+        "(0: no larger than the beam; blank when no component reaches the position)",
     },
     "FR_NCOMP": {
         "ucd": "meta.number",
-        "description": "Number of separate >3 sigma components peaking above 5 sigma inside the 75 px circle "
-        "(blank when the image could not be prepared)",
+        "description": "Number of >3 sigma components peaking above 5 sigma in the source at the position "
+        "(0 when none reaches it; blank when the image could not be prepared)",
     },
     "FR_OOD": {
         "ucd": "stat.value",

@@ -455,9 +455,9 @@ class BatchClassifier:
             status[e] = v
             snr, las, size = measures[e, :3]
             if v == Status.UNRESOLVED:
-                message[e] = f'point source: FR_SIZE_DECONV {size:.1f}" < {lim:.1f}" at FR_SNR {snr:.0f}'
+                message[e] = f'one component: FR_SIZE_DECONV {size:.1f}" < {lim:.1f}" at FR_SNR {snr:.0f}'
             elif v == Status.TOO_LARGE:
-                message[e] = f'the emission connected to the centre (FR_LAS >= {las:.0f}") runs off the image'
+                message[e] = f'the component at the position runs off the image (FR_LAS >= {las:.0f}")'
             else:
                 message[e] = f"FR_OOD {ood[e]:.2f} > {self.thresholds.ood_threshold}"
 
