@@ -119,6 +119,35 @@ def bare_read(files: list[Path]) -> float:
     return total
 
 
+def stage_costs(images: Path, ra: np.ndarray, dec: np.ndarray, repeats: int = 3) -> dict[str, float]:
+    """Return what each stage of preparing a source costs (ms per source, best of ``repeats``, in this process).
+
+    ``load``: the image source's read of the cutout (astropy, the WCS check);
+    ``canonical``: the canonical preprocessing with its noise; ``measure``:
+    the morphology measurements (:func:`frsurvey.image.morphology.measure`).
+    The forward pass is ``forward_per_source``.
+    """
+    from frsurvey.image.morphology import measure
+    from frsurvey.image.preprocess import preprocess_first_with_noise
+    from frsurvey.sources import LocalFITSSource
+
+    src = LocalFITSSource(images)
+    keys = src.locate(ra, dec)
+    best = {"load": np.inf, "canonical": np.inf, "measure": np.inf}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        cuts = [src.load(k) for k in keys]
+        best["load"] = min(best["load"], time.perf_counter() - t)
+        t = time.perf_counter()
+        stds = [preprocess_first_with_noise(c.image)[1] for c in cuts]
+        best["canonical"] = min(best["canonical"], time.perf_counter() - t)
+        t = time.perf_counter()
+        for c, std, d in zip(cuts, stds, dec):
+            measure(c.image, std, d)
+        best["measure"] = min(best["measure"], time.perf_counter() - t)
+    return {f"{k}_ms": v / len(keys) * 1e3 for k, v in best.items()}
+
+
 def forward_cost(model, repeats: int = 5) -> dict[str, float]:
     """Return the model's forward time per source (ms): as shipped (predict) and one view, by sources per pass."""
     import torch
@@ -208,10 +237,12 @@ def main(argv=None) -> int:
             "model_uncertainty": model.uncertainty,
         },
         "forward_per_source": forward_cost(model),
+        "stages_per_source": stage_costs(args.images, ra0, dec0),
         "modes": {},
     }
     print(json.dumps(result["settings"]), file=sys.stderr)
     print(f"forward per source: {result['forward_per_source']}", file=sys.stderr)
+    print(f"stages per source: {result['stages_per_source']}", file=sys.stderr)
 
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         if mode not in ("model", "one_view", "tta", "no_tta"):
@@ -262,7 +293,7 @@ def main(argv=None) -> int:
             "b_with_index_over_c": rate["b_classify_table_with_index"] / rate["c_fits_read"],
         }
         targets = {
-            "b >= 25% c": ratios["b_over_c"] >= 0.25,
+            "b >= 35% c": ratios["b_over_c"] >= 0.35,
             "b >= 50% c (goal)": ratios["b_over_c"] >= 0.5,
             "b >= 10 a": ratios["b_over_a"] >= 10,
         }
