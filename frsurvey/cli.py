@@ -428,7 +428,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .run.engine import idle_cores
 
     _check_out_format(args.out, args.out_format)
-    threads = args.threads if args.threads is not None else idle_cores()
+    threads = args.threads if args.threads is not None else idle_cores(reserve=args.workers)
     log.info("model threads: %d%s", threads, "" if args.threads is not None else " (the cores not busy now)")
     options = _classify_options(args, threads=threads, progress=_progress_mode(args))
     with _terminate_as_interrupt():

@@ -55,8 +55,9 @@ class ClassifyOptions:
     workers : int
         DataLoader processes preparing images (0: in this process).
     threads : int, optional
-        CPU threads of the model (the command line's default: the idle cores;
-        None from Python: torch's setting as it is).
+        CPU threads of the model (the command line's default: the idle cores
+        less ``workers``; None from Python: torch's setting as it is, less
+        ``workers`` when there are any).
     tta : bool, optional
         Override the model card's test-time augmentation: False, one view per
         source; True, the 8 dihedral views averaged; None, as the card says.
@@ -105,7 +106,7 @@ class ClassifyOptions:
         check=at_least(1),
         metavar="N",
         help="CPU threads of the model (torch's intra-op threads; default: the cores not busy with other work "
-        "when the run starts: the cores less the load average, at least 1). Results are the same for any N",
+        "when the run starts: the cores less the load average and --workers, at least 1). Results are the same for any N",
     )
     tta: bool | None = option(
         None,

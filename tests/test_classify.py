@@ -319,3 +319,20 @@ def test_the_threads_option_holds_for_the_run_and_is_restored(status_zoo, model,
     frsurvey.classify_table(catalog, images, model, device="cpu", threads=want)
     assert seen and set(seen) == {want}
     assert torch.get_num_threads() == before
+
+
+def test_model_threads_leave_the_workers_their_cores(monkeypatch):
+    """Unset, the model runs on torch's threads less the DataLoader workers (at least 1); set, as given."""
+    import os
+
+    import torch
+
+    from frsurvey import ClassifyOptions
+    from frsurvey.run.driver import _model_threads
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert _model_threads(ClassifyOptions()) is None  # no workers: torch's setting as it is
+    assert _model_threads(ClassifyOptions(workers=1)) == 3
+    assert _model_threads(ClassifyOptions(workers=6)) == 1
+    assert _model_threads(ClassifyOptions(workers=2, threads=4)) == 4

@@ -228,8 +228,10 @@ def test_default_threads_are_the_idle_cores(monkeypatch):
     for load, expected in ((0.1, 4), (1.2, 3), (2.6, 1), (9.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert idle_cores() == expected, load
+        # the DataLoader workers the run starts take cores of their own
+        assert idle_cores(reserve=1) == max(1, expected - 1), load
     monkeypatch.delattr(os, "getloadavg")
-    assert idle_cores() == 4
+    assert idle_cores() == 4 and idle_cores(reserve=3) == 1
 
 
 @pytest.mark.slow

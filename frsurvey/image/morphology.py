@@ -164,19 +164,20 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     if not (np.isfinite(std) and std > 0):
         return out
     lo = (CUTOUT_SIZE - CROP_SIZE) // 2
-    crop = np.nan_to_num(np.asarray(image, dtype=np.float64)[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE])
+    crop = np.asarray(image)[lo : lo + CROP_SIZE, lo : lo + CROP_SIZE].astype(np.float64)
+    if not np.isfinite(crop).all():
+        crop = np.nan_to_num(crop)
     snr = crop / std
     mask = (snr > DETECT) & _MASK
-    out[0] = float(snr[_MASK].max())
+    out[0] = float(np.max(snr, where=_MASK, initial=-np.inf))
     labels, n = ndimage.label(mask, structure=_EIGHT)
     out[3:] = 0.0
     if n == 0:
         return out
-    lab = labels[mask]
+    lab, value = labels[mask], snr[mask]
     peaks = np.full(n + 1, -np.inf)
-    np.maximum.at(peaks, lab, snr[mask])
+    np.maximum.at(peaks, lab, value)
     real = peaks >= COMPONENT_SNR
-    real[0] = False
     near = np.unique(labels[_NEAR & mask])
     near = near[real[near]]
     if not len(near):
@@ -184,7 +185,7 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
     # the target: the component with the pixel nearest the position
     c = int(near[np.argmin([_R2[labels == k].min() for k in near])]) if len(near) > 1 else int(near[0])
     where = labels == c
-    ys, xs = _YY[where], _XX[where]
+    ys, xs = np.nonzero(where)
     w = snr[where]
     out[4] = float(bool((where & _RIM).any()))
 
@@ -202,22 +203,41 @@ def measure(image: np.ndarray, std: float, dec: float | None = None) -> np.ndarr
 
     # the group: the target, components within LINK_PX of it, and lobes on opposite sides of it
     group = np.zeros(n + 1, dtype=bool)
-    y0, y1 = max(ys.min() - LINK_PX, 0), min(ys.max() + LINK_PX + 1, CROP_SIZE)
-    x0, x1 = max(xs.min() - LINK_PX, 0), min(xs.max() + LINK_PX + 1, CROP_SIZE)
-    box = ndimage.binary_dilation(where[y0:y1, x0:x1], structure=_EIGHT, iterations=LINK_PX)
-    group[labels[y0:y1, x0:x1][box]] = True
+    y0, y1 = max(int(ys[0]) - LINK_PX, 0), min(int(ys[-1]) + LINK_PX + 1, CROP_SIZE)
+    x0, x1 = max(int(xs.min()) - LINK_PX, 0), min(int(xs.max()) + LINK_PX + 1, CROP_SIZE)
+    # dilation by a (2 LINK_PX + 1)-pixel square: every pixel within LINK_PX (chessboard) of the target
+    grown = ndimage.maximum_filter(where[y0:y1, x0:x1], size=2 * LINK_PX + 1, mode="constant", cval=0)
+    group[labels[y0:y1, x0:x1][grown]] = True
     group &= real
     area = np.bincount(lab, minlength=n + 1)
-    flux = np.bincount(lab, weights=snr[mask], minlength=n + 1)
+    flux = np.bincount(lab, weights=value, minlength=n + 1)
     others = np.flatnonzero(real & ~group & ((area >= FLANK_AREA) | (peaks >= FLANK_SNR)))
     lobes = _lobes(snr, labels, others, flux[others], my, mx)
     group[lobes] = True
     out[5] = float(len(lobes) > 0)
-    out[3] = float(np.count_nonzero(group))
-    members = group[labels]
-    out[0] = float(snr[members].max())
-    out[1] = _largest_size(_YY[members].astype(float), _XX[members].astype(float)) * PIXEL_SCALE_ARCSEC
+    members = np.flatnonzero(group)
+    out[3] = float(len(members))
+    if len(members) > 1:
+        where = group[labels]
+        ys, xs = np.nonzero(where)
+    out[0] = float(peaks[members].max())
+    out[1] = _largest_size(*_outline(where, ys, xs)) * PIXEL_SCALE_ARCSEC
     return out
+
+
+def _outline(where: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the rows and columns (float) of the pixels of ``where`` with a 4-neighbour outside it.
+
+    The widest projection of a set of pixels on any direction is that of
+    its outline: an inner pixel always has a neighbour farther along the
+    direction. ``ys``, ``xs`` are the set's pixels (``np.nonzero(where)``).
+    """
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs.min()), int(xs.max()) + 1
+    box = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=bool)
+    box[1:-1, 1:-1] = where[y0:y1, x0:x1]
+    inner = box[1:-1, 1:-1] & box[:-2, 1:-1] & box[2:, 1:-1] & box[1:-1, :-2] & box[1:-1, 2:]
+    oy, ox = np.nonzero(box[1:-1, 1:-1] & ~inner)
+    return (oy + y0).astype(float), (ox + x0).astype(float)
 
 
 def _lobes(

@@ -157,7 +157,7 @@ def classify_file(
         options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
     )
     source = source if isinstance(source, ImageSource) else None
-    with _threads(opts.threads):
+    with _threads(_model_threads(opts)):
         if opts.chunk_size == 0:
             return _classify_whole(catalog, out, model, source, opts)
         return _classify_chunks(catalog, out, model, source, opts)
@@ -277,6 +277,21 @@ def _classify_whole(catalog, out, model, source: ImageSource | None, opts: Class
     guard.discard()  # also an earlier, unfinished run's journal: the output is complete
     statuses = collections.Counter(str(s) for s in table["FR_STATUS"])
     return RunSummary(path, len(table), dict(statuses), 1)
+
+
+def _model_threads(opts: ClassifyOptions) -> int | None:
+    """Return the model's CPU threads for a run: ``opts.threads``; unset, torch's less the DataLoader workers.
+
+    Unset with no workers: None (torch's setting as it is). Worker processes
+    preparing images take a core each; model threads sharing those cores
+    wait for them at every layer (2 threads beside 1 worker on 2 cores ran
+    the whole pipeline 1.3x slower than 1 thread: ``scripts/bench_classify.py``).
+    """
+    if opts.threads is not None or not opts.workers:
+        return opts.threads
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - opts.workers))
 
 
 @contextlib.contextmanager
@@ -414,7 +429,7 @@ def classify_table(
     opts = ClassifyOptions.build(
         options, images=images, source=None if isinstance(source, ImageSource) else source, **fields
     )
-    with _threads(opts.threads):
+    with _threads(_model_threads(opts)):
         return _classify_table(table, model, source if isinstance(source, ImageSource) else None, opts)
 
 

@@ -76,11 +76,12 @@ MEMORY = 200_000
 CPU_PASS_IMAGES = 32
 
 
-def idle_cores() -> int:
+def idle_cores(reserve: int = 0) -> int:
     """Return the CPU cores not busy with other work now: at least 1, at most torch's thread count.
 
     That is torch's default thread count (one per physical core) less the
-    1-minute load average of the machine (rounded), at least 1. Model threads
+    1-minute load average of the machine (rounded) and less ``reserve``
+    (the DataLoader workers the run will start), at least 1. Model threads
     that must share a core with another busy process wait for each other at
     every layer: on a 2-core machine running other work, 2 threads made
     ``classify`` 5.5x slower than 1 (``scripts/bench_defaults.py``).
@@ -90,8 +91,8 @@ def idle_cores() -> int:
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, (os.cpu_count() or cores) - round(load)))
+        return max(1, cores - reserve)
+    return max(1, min(cores, (os.cpu_count() or cores) - round(load) - reserve))
 
 
 def get_model(model: FRClassifier | str | None, device: torch.device) -> FRClassifier:

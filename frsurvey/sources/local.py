@@ -517,12 +517,11 @@ class LocalFITSSource(ImageSource):
     def _wcs_of(self, i: int):
         wcs = self._wcs.get(i)
         if wcs is None:
-            from astropy.io import fits
             from astropy.wcs import WCS
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                wcs = WCS(fits.Header.fromstring(self.records[i].wcs_header))
+                wcs = WCS(self.records[i].wcs_header)  # the string itself: no fits.Header made of it
             self._wcs[i] = wcs
         return wcs
 
