@@ -175,7 +175,9 @@ def test_skyview_gives_the_pixels_and_labels_of_a_local_copy(services, real_samp
         source_options={"skyview_url": services.skyview_url, "cache": cache, **FAST},
     )
     local = frsurvey.classify_table(catalog, images=images, model=model)
-    assert list(online["FR_STATUS"]) == [Status.OK] * len(files)
+    # every cutout scored (a compact one may be refused a label: the same way from either source)
+    assert list(online["FR_STATUS"]) == list(local["FR_STATUS"])
+    assert set(online["FR_STATUS"]) <= {Status.OK, Status.UNRESOLVED} and np.isfinite(p_fri(online)).all()
     np.testing.assert_array_equal(p_fri(online), p_fri(local))
     assert list(online["FR_CLASS"]) == list(local["FR_CLASS"])
     assert not services.bad_requests

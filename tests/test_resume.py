@@ -349,7 +349,7 @@ def test_a_journal_that_does_not_match_is_not_used(zoo_run, monkeypatch, caplog,
         "images": "the image source changed",
         "no-tta": "settings one_view: False then, True now",
         "chunk-size": "reading chunk_size: 3 then, 4 now",
-        "thresholds": "thresholds unresolved_size: 3.0 then, 5.0 now",
+        "thresholds": "thresholds unresolved_size: 5.4 then, 5.0 now",
         "restart": "--restart: not using the journal",
     }[change]
     if change == "catalog":
