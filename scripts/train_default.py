@@ -110,6 +110,68 @@ def agreement(p_a: np.ndarray, p_b: np.ndarray) -> dict[str, float]:
     }
 
 
+def prepare_pool(data: Path, variants: int, heldout: float, split_seed: int, cutout_weight: float) -> dict:
+    """Return the recipe's data: FRDEEP-F, the MiraBest cutouts, the held-out split and the pool's items.
+
+    Keys: ``fd_train``, ``fd_test``, ``mb`` (:func:`load_cutouts`), ``dup``,
+    ``match``, ``overlap``, ``dup_of_test`` (cutouts also in FRDEEP-F),
+    ``usable``, ``held``, ``pool_mb`` (indices into ``mb``), and the pool's
+    items ``X`` (FRDEEP-F train repeated, then the pool's cutouts with their
+    variants), ``Y``, ``origin`` (0 FRDEEP-F, 1 cutout), ``is_conf``,
+    ``weights`` and ``strata`` (-1 for FRDEEP-F, else the MiraBest class code).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
+        fd_train = frdeep_data(tmp, "train", download=True, url=str(archive))
+        fd_test = frdeep_data(tmp, "test")
+    mb = load_cutouts(data, variants, seed=1)
+
+    reference = np.concatenate([fd_train.images, fd_test.images])
+    in_test = np.r_[np.zeros(len(fd_train.labels), bool), np.ones(len(fd_test.labels), bool)]
+    dup, match, overlap = find_duplicates(mb["data"], reference)
+    dup_of_test = dup & in_test[match]
+    log.info("%d cutouts are also in FRDEEP-F (%d of them in its test set)", dup.sum(), dup_of_test.sum())
+
+    usable = np.flatnonzero(~dup)
+    held = usable[split_stratified(mb["code"][usable], heldout, split_seed)[1]]
+    pool_mb = np.setdiff1d(usable, held)
+    log.info(
+        "held out %d cutouts (%d confident); pool %d cutouts", len(held), mb["confident"][held].sum(), len(pool_mb)
+    )
+
+    # Items: FRDEEP-F train (one version, repeated) + the pool's cutouts (the image and its variants).
+    versions = 1 + variants
+    X = np.concatenate(
+        [
+            np.repeat(fd_train.images[:, None], versions, axis=1),
+            np.concatenate([mb["data"][:, None], mb["variants"]], 1)[pool_mb],
+        ]
+    )
+    Y = np.concatenate([fd_train.labels, mb["y"][pool_mb]])
+    origin = np.r_[np.zeros(len(fd_train.labels), int), np.ones(len(pool_mb), int)]
+    is_conf = np.r_[np.zeros(len(fd_train.labels), bool), mb["confident"][pool_mb]]
+    weights = np.where(origin == 1, cutout_weight, 1.0)
+    strata = np.r_[np.full(len(fd_train.labels), -1), mb["code"][pool_mb]]
+    return {
+        "fd_train": fd_train,
+        "fd_test": fd_test,
+        "mb": mb,
+        "dup": dup,
+        "match": match,
+        "overlap": overlap,
+        "dup_of_test": dup_of_test,
+        "usable": usable,
+        "held": held,
+        "pool_mb": pool_mb,
+        "X": X,
+        "Y": Y,
+        "origin": origin,
+        "is_conf": is_conf,
+        "weights": weights,
+        "strata": strata,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED), help="the shared data directory (default: %(default)s)")
@@ -139,38 +201,12 @@ def main(argv=None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = data / "frdeep-f" / "FIRST_PNG_dataset.tar.gz"
-        fd_train = frdeep_data(tmp, "train", download=True, url=str(archive))
-        fd_test = frdeep_data(tmp, "test")
-    mb = load_cutouts(data, args.variants, seed=1)
+    pool = prepare_pool(data, args.variants, args.heldout, args.split_seed, args.cutout_weight)
+    fd_train, fd_test, mb = pool["fd_train"], pool["fd_test"], pool["mb"]
+    dup, overlap, dup_of_test = pool["dup"], pool["overlap"], pool["dup_of_test"]
+    usable, held, pool_mb = pool["usable"], pool["held"], pool["pool_mb"]
+    X, Y, origin, is_conf, weights = pool["X"], pool["Y"], pool["origin"], pool["is_conf"], pool["weights"]
     n_mb = len(mb["y"])
-
-    reference = np.concatenate([fd_train.images, fd_test.images])
-    in_test = np.r_[np.zeros(len(fd_train.labels), bool), np.ones(len(fd_test.labels), bool)]
-    dup, match, overlap = find_duplicates(mb["data"], reference)
-    dup_of_test = dup & in_test[match]
-    log.info("%d cutouts are also in FRDEEP-F (%d of them in its test set)", dup.sum(), dup_of_test.sum())
-
-    usable = np.flatnonzero(~dup)
-    held = usable[split_stratified(mb["code"][usable], args.heldout, args.split_seed)[1]]
-    pool_mb = np.setdiff1d(usable, held)
-    log.info(
-        "held out %d cutouts (%d confident); pool %d cutouts", len(held), mb["confident"][held].sum(), len(pool_mb)
-    )
-
-    # Items: FRDEEP-F train (one version, repeated) + the pool's cutouts (the image and its variants).
-    versions = 1 + args.variants
-    X = np.concatenate(
-        [
-            np.repeat(fd_train.images[:, None], versions, axis=1),
-            np.concatenate([mb["data"][:, None], mb["variants"]], 1)[pool_mb],
-        ]
-    )
-    Y = np.concatenate([fd_train.labels, mb["y"][pool_mb]])
-    origin = np.r_[np.zeros(len(fd_train.labels), int), np.ones(len(pool_mb), int)]
-    is_conf = np.r_[np.zeros(len(fd_train.labels), bool), mb["confident"][pool_mb]]
-    weights = np.where(origin == 1, args.cutout_weight, 1.0)
 
     member_kwargs = {
         "width": args.width,
@@ -193,14 +229,13 @@ def main(argv=None) -> int:
     )
     metrics: dict = {}
     if args.cv:
-        strata = np.r_[np.full(len(fd_train.labels), -1), mb["code"][pool_mb]]
         cv = cross_validate(
             X,
             Y,
             cfg,
             folds=args.cv,
             seed=args.seed,
-            strata=strata,
+            strata=pool["strata"],
             weights=weights,
             always_train=origin == 0,
             subsets={"confident": is_conf, "uncertain": (origin == 1) & ~is_conf},

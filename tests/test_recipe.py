@@ -48,3 +48,31 @@ def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, 
     usable = sum(r in ("train", "heldout") for r in roles)
     assert np.isclose(len(held) / usable, 0.2, atol=0.02)
     assert (tmp_path / "report" / "reliability.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_recipe_study_cross_validates_each_recipe_and_tabulates_it():
+    """scripts/recipe_study.py on a small pool of synthetic images: real folds, real training, one epoch."""
+    from conftest import synthetic_training_set
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import recipe_study
+
+    images, labels = synthetic_training_set(48, seed=5)
+    origin = np.r_[np.zeros(12, int), np.ones(36, int)]
+    pool = {
+        "X": images,
+        "Y": labels,
+        "origin": origin,
+        "is_conf": (origin == 1) & (np.arange(48) % 3 != 0),
+        "weights": np.where(origin == 1, 4.0, 1.0),
+        "strata": np.where(origin == 1, labels, -1),
+    }
+    results = recipe_study.study(pool, ["plain", "plain-aligned"], folds=2, seed=0, epochs=1, val_fraction=0.2)
+    assert list(results) == ["plain", "plain-aligned"]
+    for r in results.values():
+        assert r["config"]["epochs"] == 1 and r["cpu_minutes"] > 0
+        assert r["pooled"]["confident"]["n"] == 24 and r["pooled"]["uncertain"]["n"] == 12
+        assert 0 <= r["pooled"]["confident"]["accuracy"] <= 1
+    text = recipe_study.table(results)
+    assert text.count("\n") == 3 and "| plain-aligned |" in text

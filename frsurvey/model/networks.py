@@ -2,7 +2,8 @@
 
 ``lenet``, ``cnn`` (:class:`SmallCNN` with its :class:`InputView`: stretch,
 radial channel, centre zoom, alignment by :func:`align_orientation`),
-``d4cnn`` and ``resnet18``; :class:`D4Average` (the 8 dihedral views
+``plain`` (:class:`PlainCNN`: double 3x3 blocks on the image pooled to
+75x75), ``d4cnn``, ``d4plain`` and ``resnet18``; :class:`D4Average` (the 8 dihedral views
 averaged) and :class:`Ensemble` (members averaged). :data:`CLASSES` is the
 order of every network's outputs.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "Ensemble",
     "InputView",
     "LeNet",
+    "PlainCNN",
     "SmallCNN",
     "align_orientation",
     "build_model",
@@ -295,6 +297,42 @@ class SmallCNN(nn.Module):
         return self.head(f), 0.5 * torch.sigmoid(self.spread(torch.flatten(f, 1))[:, 0].float())
 
 
+class PlainCNN(SmallCNN):
+    """A plain, deeper CNN: four blocks of two 3x3 conv-BN-ReLU layers.
+
+    The image is first average-pooled 2x2 (75x75, 3.6" per pixel: FIRST's
+    5.4" beam still spans 1.5 pixels); each block but the last is followed by
+    2x2 max-pooling (75 -> 37 -> 18 -> 9), the last by global average
+    pooling, dropout and a linear head. ``widths`` are the blocks' channels
+    (default 24, 48, 96, 128). ``align``, ``radial`` and ``center_zoom``
+    choose the :class:`InputView` as for :class:`SmallCNN` (``align=True``:
+    invariant to the 8 dihedral transforms by construction); ``spread_head``
+    adds the predicted spread of :meth:`SmallCNN.forward_spread`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        widths: tuple[int, ...] | list[int] = (24, 48, 96, 128),
+        dropout: float = 0.3,
+        align: bool = False,
+        radial: bool = False,
+        center_zoom: int = 0,
+        spread_head: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.view = InputView("linear", center_zoom, radial, align, pool=2)
+        layers: list[nn.Module] = []
+        cin = self.view.channels
+        for i, w in enumerate(int(w) for w in widths):
+            layers += [*_block(cin, w), *_block(w, w)]
+            layers.append(nn.MaxPool2d(2) if i < len(widths) - 1 else nn.AdaptiveAvgPool2d(1))
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes))
+        self.spread = nn.Linear(cin, 1) if spread_head else None
+
+
 def _resnet18(num_classes: int = 2) -> nn.Module:
     from torchvision.models import resnet18
 
@@ -360,6 +398,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn": SmallCNN,
     "resnet18": _resnet18,
     "d4cnn": lambda num_classes=2, **kw: D4Average(SmallCNN(num_classes, **kw)),
+    "plain": PlainCNN,
+    "d4plain": lambda num_classes=2, **kw: D4Average(PlainCNN(num_classes, **kw)),
     "ensemble": Ensemble,
 }
 
