@@ -400,3 +400,34 @@ def test_the_plain_network_learns_and_reloads_and_aligned_is_dihedral_invariant(
     # the default widths, the spread head and the 8-view average build and give (N, 2)
     assert build_model("plain", spread_head=True).forward_spread(x)[0].shape == (8, 2)
     assert build_model("d4plain").eval()(x).shape == (8, 2)
+
+
+def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_of_fold(easy_data, tmp_path):
+    """The teacher made of a cross-validation's fold networks: their mean, 8-view, and a temperature fitted out of fold."""
+    from frsurvey.training.evaluate import cross_validate
+    from frsurvey.training.train import fit_temperature, fold_ensemble
+
+    images, labels = easy_data
+    cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=2, batch_size=16, device="cpu", seed=5, tta=False)
+    cv = cross_validate(images, labels, cfg, folds=3, seed=1, keep_models=True)
+    assert len(cv["models"]) == 3 and sorted(set(cv["fold_of"].tolist())) == [0, 1, 2]
+    model = fold_ensemble(cv, images, labels, cfg, card={"name": "tiny-teacher"})
+    assert model.tta and model.views == 8 and model.card["arch"] == "ensemble"
+    assert model.card["metrics"]["out_of_fold"]["n"] == len(labels)
+    # the temperature is the one of the out-of-fold views: fold k's network on the items of fold k only
+    views = torch.cat(
+        [
+            cv["models"][k].view_logits(torch.from_numpy(to_model_input(images[cv["fold_of"] == k]))).detach()
+            for k in range(3)
+        ],
+        dim=1,
+    )
+    y = torch.from_numpy(np.concatenate([labels[cv["fold_of"] == k] for k in range(3)]).astype(np.int64))
+    assert float(model.temperature) == pytest.approx(fit_temperature(views, y), rel=1e-4)
+    # its members are the fold networks, and the ensemble reloads from its checkpoint with the same answers
+    x = torch.from_numpy(to_model_input(images[:6]))
+    with torch.no_grad():
+        for member, fold_model in zip(model.net.members, cv["models"]):
+            torch.testing.assert_close(member(x), fold_model.net(x))
+    again = load_model(save_model(model, tmp_path / "teacher.pt"))
+    np.testing.assert_array_equal(model.predict(x)[0].numpy(), again.predict(x)[0].numpy())

@@ -122,6 +122,7 @@ def cross_validate(
     weights: np.ndarray | None = None,
     always_train: np.ndarray | None = None,
     subsets: dict[str, np.ndarray] | None = None,
+    keep_models: bool = False,
 ) -> dict[str, Any]:
     """Train and score one model per fold; return per-fold metrics and their mean and spread.
 
@@ -148,14 +149,19 @@ def cross_validate(
     subsets : dict, optional
         Named boolean masks: the metrics are also given over each subset of
         the scored items (e.g. ``{"confident": ...}``).
+    keep_models : bool
+        Also return the fold models (``models``, fold ``k`` never trained on
+        the items with ``fold_of == k``), e.g. as the members of an ensemble
+        whose out-of-fold scores are known.
 
     Returns
     -------
     dict
         ``per_fold`` metrics, ``summary`` (mean and standard deviation over
         folds of accuracy, ROC AUC, ECE and NLL), ``pooled`` metrics over all
-        scored items (and per subset), and ``prob`` (P(FRII) per item, NaN for
-        items never scored).
+        scored items (and per subset), ``prob`` (P(FRII) per item, NaN for
+        items never scored), ``fold_of`` (each item's fold, -1 for
+        ``always_train``) and, with ``keep_models``, ``models``.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -169,7 +175,7 @@ def cross_validate(
         rng.shuffle(idx)
         fold_of[idx] = np.arange(len(idx)) % folds
     prob = np.full(n, np.nan)
-    per_fold = []
+    per_fold, models = [], []
     for k in range(folds):
         test = fold_of == k
         train_idx = np.flatnonzero(~test)
@@ -190,6 +196,8 @@ def cross_validate(
         m = binary_metrics(labels[test], prob[test])
         log.info("fold %d/%d: accuracy %.3f, AUC %.3f, ECE %.3f", k + 1, folds, m["accuracy"], m["roc_auc"], m["ece"])
         per_fold.append(m)
+        if keep_models:
+            models.append(model)
     summary = {}
     for key in ("accuracy", "roc_auc", "ece", "nll"):
         values = np.array([m[key] for m in per_fold], dtype=float)
@@ -202,7 +210,11 @@ def cross_validate(
     for name, mask in (subsets or {}).items():
         sel = scored & np.asarray(mask, bool)
         pooled[name] = binary_metrics(labels[sel], prob[sel])
-    return {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary, "pooled": pooled, "prob": prob}
+    out = {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary, "pooled": pooled, "prob": prob}
+    out["fold_of"] = fold_of
+    if keep_models:
+        out["models"] = models
+    return out
 
 
 def json_safe(value: Any) -> Any:

@@ -37,6 +37,7 @@ __all__ = [
     "TrainConfig",
     "cnn_options",
     "fit_temperature",
+    "fold_ensemble",
     "learning_failure",
     "lr_schedule",
     "predict_proba",
@@ -705,11 +706,8 @@ def train_ensemble(
         m, h = train_model(images, labels, member_cfg, val_images, val_labels, progress, None, weights)
         nets.append(m.net)
         histories.append(h)
-    spec = [{"arch": config.arch, "kwargs": dict(config.arch_kwargs)} for _ in range(members)]
-    ensemble = Ensemble(members=spec)
-    for slot, net in zip(ensemble.members, nets):
-        slot.load_state_dict(net.state_dict())
-    model = _finish(ensemble.eval(), config, val_images, val_labels, card)
+    ensemble, spec = _ensemble_net(nets, config)
+    model = _finish(ensemble, config, val_images, val_labels, card)
     model.card.update(
         {
             "arch": "ensemble",
@@ -720,3 +718,82 @@ def train_ensemble(
         }
     )
     return model, histories
+
+
+def _ensemble_net(nets: list[torch.nn.Module], config: TrainConfig) -> tuple[Ensemble, list[dict[str, Any]]]:
+    """Return an :class:`Ensemble` holding copies of ``nets`` (all of ``config``'s architecture) and its spec."""
+    spec = [{"arch": config.arch, "kwargs": dict(config.arch_kwargs)} for _ in nets]
+    ensemble = Ensemble(members=spec)
+    for slot, net in zip(ensemble.members, nets):
+        slot.load_state_dict(net.state_dict())
+    return ensemble.eval(), spec
+
+
+def fold_ensemble(
+    cv: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    tta: bool = True,
+    card: dict[str, Any] | None = None,
+) -> FRClassifier:
+    """Return the ensemble of the fold models of a cross-validation, calibrated out of fold.
+
+    Parameters
+    ----------
+    cv : dict
+        :func:`frsurvey.training.evaluate.cross_validate` with
+        ``keep_models=True`` of ``config`` on ``images`` and ``labels``.
+    images, labels : numpy.ndarray
+        What the cross-validation was given (version 0 of ``(N, V, ...)``
+        images is scored).
+    config : TrainConfig
+        The recipe of the fold models.
+    tta : bool
+        The ensemble averages its probabilities over the 8 dihedral views.
+    card : dict, optional
+        Extra model-card entries.
+
+    Returns
+    -------
+    FRClassifier
+        The mean of the fold networks' probabilities. Its temperature is fitted
+        on the out-of-fold logits: every scored item seen (8 views with
+        ``tta``) by the one fold network that never trained on it, so that no
+        image the calibration sees trained the network that scores it (the
+        ensemble's mean is a little less confident than one member, so this
+        errs on the side of caution). ``card["metrics"]["out_of_fold"]``:
+        the members' pooled out-of-fold metrics after calibration.
+    """
+    models = cv["models"]
+    fold_of = np.asarray(cv["fold_of"])
+    images = np.asarray(images)
+    first = images[:, 0] if images.ndim == 4 else images
+    per_fold = [np.flatnonzero(fold_of == k) for k in range(len(models))]
+    views = torch.cat([_view_logits(m, first[idx]) for m, idx in zip(models, per_fold)], dim=1)
+    oof_labels = np.concatenate([np.asarray(labels)[idx] for idx in per_fold])
+    if not tta:
+        views = views[:1]
+    temperature = fit_temperature(views, torch.from_numpy(oof_labels.astype(np.int64)))
+    oof_prob = torch.softmax(views / temperature, dim=-1).mean(dim=0)[:, 1].numpy()
+    ensemble, spec = _ensemble_net([m.net for m in models], config)
+    model = FRClassifier(ensemble, {"tta": tta, "uncertainty": uncertainty_method(ensemble, tta)}).eval()
+    model.temperature.fill_(temperature)
+    model.card.update(card or {})
+    model.card.update(
+        {
+            "config": {k: v for k, v in asdict(config).items() if k not in ("device", "workers")},
+            "seed": config.seed,
+            "temperature": temperature,
+            "tta": tta,
+            "uncertainty": model.uncertainty,
+            "arch": "ensemble",
+            "arch_kwargs": {"members": spec},
+            "n_train": int(min(m.card["n_train"] for m in models)),
+            "calibration": "temperature fitted on the out-of-fold views of the cross-validation's fold networks",
+            "metrics": {"out_of_fold": binary_metrics(oof_labels, oof_prob)},
+            "history": models[0].card["history"],
+            "member_best_epochs": [m.card["history"]["best_epoch"] for m in models],
+        }
+    )
+    return model
