@@ -424,6 +424,10 @@ def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_o
     )
     y = torch.from_numpy(np.concatenate([labels[cv["fold_of"] == k] for k in range(3)]).astype(np.int64))
     assert float(model.temperature) == pytest.approx(fit_temperature(views, y), rel=1e-4)
+    # without test-time augmentation: the unturned view only (view 0 of the 8), one pass per item
+    one_view = fold_ensemble(cv, images, labels, cfg, tta=False)
+    assert not one_view.tta and one_view.uncertainty == "members" and one_view.views == 1
+    assert float(one_view.temperature) == pytest.approx(fit_temperature(views[:1], y), rel=1e-4)
     # its members are the fold networks, and the ensemble reloads from its checkpoint with the same answers
     x = torch.from_numpy(to_model_input(images[:6]))
     with torch.no_grad():

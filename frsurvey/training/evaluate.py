@@ -211,7 +211,7 @@ def cross_validate(
         sel = scored & np.asarray(mask, bool)
         pooled[name] = binary_metrics(labels[sel], prob[sel])
     out = {"folds": folds, "seed": seed, "per_fold": per_fold, "summary": summary, "pooled": pooled, "prob": prob}
-    out["fold_of"] = fold_of
+    out["fold_of"] = fold_of  # the folds themselves: which model never trained on which item
     if keep_models:
         out["models"] = models
     return out

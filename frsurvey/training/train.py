@@ -656,12 +656,8 @@ def _finish(net: torch.nn.Module, cfg: TrainConfig, val_images, val_labels, card
     model.card.update(card or {})
     model.card.update(
         {
-            "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "workers")},
-            "seed": cfg.seed,
+            **_recipe_card(cfg, model, temperature),
             "n_val": len(val_t),
-            "temperature": temperature,
-            "tta": cfg.tta,
-            "uncertainty": model.uncertainty,
             "metrics": {
                 "validation": binary_metrics(val_labels, val_prob) if len(val_t) else {},
                 "validation_uncalibrated_ece": binary_metrics(val_labels, val_prob_raw)["ece"]
@@ -671,6 +667,17 @@ def _finish(net: torch.nn.Module, cfg: TrainConfig, val_images, val_labels, card
         }
     )
     return model
+
+
+def _recipe_card(cfg: TrainConfig, model: FRClassifier, temperature: float) -> dict[str, Any]:
+    """Return the card entries every trained model has: its recipe, seed, temperature and how it predicts."""
+    return {
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("device", "workers")},
+        "seed": cfg.seed,
+        "temperature": temperature,
+        "tta": model.tta,
+        "uncertainty": model.uncertainty,
+    }
 
 
 def train_ensemble(
@@ -770,10 +777,11 @@ def fold_ensemble(
     images = np.asarray(images)
     first = images[:, 0] if images.ndim == 4 else images
     per_fold = [np.flatnonzero(fold_of == k) for k in range(len(models))]
-    views = torch.cat([_view_logits(m, first[idx]) for m, idx in zip(models, per_fold)], dim=1)
-    oof_labels = np.concatenate([np.asarray(labels)[idx] for idx in per_fold])
-    if not tta:
-        views = views[:1]
+    if tta:
+        views = torch.cat([_view_logits(m, first[idx]) for m, idx in zip(models, per_fold)], dim=1)
+    else:  # the unturned image only: one pass, not 8
+        views = torch.cat([predict_logits(m.net, first[idx], "cpu") for m, idx in zip(models, per_fold)])[None]
+    oof_labels = np.asarray(labels)[np.concatenate(per_fold)]
     temperature = fit_temperature(views, torch.from_numpy(oof_labels.astype(np.int64)))
     oof_prob = torch.softmax(views / temperature, dim=-1).mean(dim=0)[:, 1].numpy()
     ensemble, spec = _ensemble_net([m.net for m in models], config)
@@ -782,11 +790,7 @@ def fold_ensemble(
     model.card.update(card or {})
     model.card.update(
         {
-            "config": {k: v for k, v in asdict(config).items() if k not in ("device", "workers")},
-            "seed": config.seed,
-            "temperature": temperature,
-            "tta": tta,
-            "uncertainty": model.uncertainty,
+            **_recipe_card(config, model, temperature),
             "arch": "ensemble",
             "arch_kwargs": {"members": spec},
             "n_train": int(min(m.card["n_train"] for m in models)),
