@@ -11,12 +11,14 @@ ECE (confident), and the CPU-minutes it took (process time, all threads).
 
 Recipes (:data:`RECIPES`):
 
-- ``shipped``: the shipped members' network and schedule (aligned
-  ``cnn``, 30 epochs);
-- ``plain``: :class:`frsurvey.model.networks.PlainCNN` (four double 3x3
-  blocks 24-128 channels on the image pooled 2x2, batch norm, global
-  average pooling, dropout 0.3), 40 epochs, rotations by any angle plus
-  flips, AdamW with warm-up and cosine decay, label smoothing 0.05;
+- ``narrow-aligned``: the members' network and schedule of the models
+  shipped before (aligned ``cnn`` of width 16, 30 epochs);
+- ``plain``: the recipe of train_default.py's teacher networks
+  (:data:`train_default.MEMBER`: :class:`frsurvey.model.networks.PlainCNN`,
+  four double 3x3 blocks 24-128 channels on the image pooled 2x2, batch
+  norm, global average pooling, dropout 0.3), 40 epochs, rotations by any
+  angle plus flips, AdamW with warm-up and cosine decay, label smoothing
+  0.05;
 - ``plain-aligned``: the same on images turned to the standard orientation
   (invariant to the 8 dihedral transforms by construction);
 - ``plain-long``: ``plain`` for 80 epochs.
@@ -41,14 +43,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_default import SHARED, prepare_pool
+from train_default import MEMBER, SHARED, prepare_pool
 
 from frsurvey.training.evaluate import cross_validate, json_safe
 from frsurvey.training.train import TrainConfig
 
 log = logging.getLogger("recipe_study")
 
-SHIPPED_NET = {
+#: The members' network of the models shipped before the plain recipe.
+NARROW_ALIGNED_NET = {
     "width": 16,
     "stem_stride": 2,
     "stem_pool": True,
@@ -57,22 +60,12 @@ SHIPPED_NET = {
     "align": True,
     "head_pool": 3,
 }
-PLAIN = TrainConfig(
-    arch="plain",
-    epochs=40,
-    lr=2e-3,
-    weight_decay=5e-4,
-    warmup_epochs=3,
-    orientation="mixed",
-    label_smoothing=0.05,
-    tta=False,
-)
 #: The recipes by name: the TrainConfig of one network (epochs, patience and seed are set per run).
 RECIPES: dict[str, TrainConfig] = {
-    "shipped": TrainConfig(arch="cnn", arch_kwargs=SHIPPED_NET, epochs=30, lr=2e-3, tta=False),
-    "plain": PLAIN,
-    "plain-aligned": replace(PLAIN, arch_kwargs={"align": True}),
-    "plain-long": replace(PLAIN, epochs=80),
+    "narrow-aligned": TrainConfig(arch="cnn", arch_kwargs=NARROW_ALIGNED_NET, epochs=30, lr=2e-3, tta=False),
+    "plain": MEMBER,
+    "plain-aligned": replace(MEMBER, arch_kwargs={"align": True}),
+    "plain-long": replace(MEMBER, epochs=80),
 }
 COLUMNS = ("confident", "uncertain")
 

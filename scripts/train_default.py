@@ -3,16 +3,23 @@
 
 Two checkpoints come out of one run:
 
+- ``frsurvey-accurate.pt`` (``--model accurate``): the teacher, the
+  ensemble of the ``--cv`` networks of the cross-validation below (the
+  recipe :data:`MEMBER`: :class:`frsurvey.model.networks.PlainCNN`, four
+  double 3x3 blocks 24-128 channels, 40 epochs, rotations by any angle
+  plus flips, AdamW with warm-up and cosine decay, label smoothing 0.05),
+  each image seen in its 8 dihedral views; ``FR_UNCERTAINTY`` is the
+  spread of its members. Its temperature is fitted on the out-of-fold
+  views (:func:`frsurvey.training.train.fold_ensemble`), so the CV figure and
+  the teacher come from one set of trainings.
 - ``frsurvey-default.pt`` (``--model default``, what ``classify`` uses): one
   network, one forward pass per source. It turns every image into a
-  standard orientation first (:func:`frsurvey.model.networks.align_orientation`), so
-  it is invariant to the 8 rotations by 90 degrees and mirror images by
-  construction and needs no test-time augmentation. It is distilled from the
-  ensemble below (its probabilities, on heavily augmented cutouts) and has a
-  second output, trained to predict how much the ensemble's networks
-  disagree: its ``FR_UNCERTAINTY``.
-- ``frsurvey-accurate.pt`` (``--model accurate``): the teacher, an ensemble of
-  ``--members`` such networks; ``FR_UNCERTAINTY`` is the spread of its members.
+  standard orientation first (:func:`frsurvey.model.networks.align_orientation`),
+  so it is invariant to the 8 rotations by 90 degrees and mirror images by
+  construction and needs no test-time augmentation. It is distilled from
+  the teacher (its probabilities on heavily augmented cutouts, the
+  ensemble run once per batch) and has a second output, trained to
+  predict how much the teacher's networks disagree: its ``FR_UNCERTAINTY``.
 
 The recipe:
 
@@ -31,10 +38,11 @@ The recipe:
    seed. Never used for training, for choosing anything, or for calibration;
    reported once, at the end.
 5. The pool (FRDEEP-F train + the other cutouts): ``--cv``-fold
-   cross-validation of one network of the recipe over the pool's cutouts
-   (FRDEEP-F always trains), the figure every recipe choice was made on;
-   then a stratified validation split of the pool chooses the epoch and
-   calibrates the temperatures; teacher and student train on the rest.
+   cross-validation of the recipe over the pool's cutouts (FRDEEP-F always
+   trains), the figure every recipe choice was made on
+   (``scripts/recipe_study.py``); its fold networks are the teacher. A
+   stratified validation split of the pool then chooses the student's epoch
+   and calibrates its temperature; the student trains on the rest.
 6. Metrics of both models on the held-out split (confident, uncertain, all,
    with 95% intervals) and on FRDEEP-F test, their agreement, and the
    checkpoints, ``metrics.json``, ``splits.json`` and figures (reliability
@@ -62,15 +70,30 @@ import torch
 from astropy.table import Table
 
 from frsurvey.model.checkpoint import file_sha256, save_model
+from frsurvey.model.classifier import FRClassifier
 from frsurvey.training.data import frdeep_data
 from frsurvey.training.datasets import LabeledCatalog, find_duplicates
 from frsurvey.training.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
-from frsurvey.training.train import TrainConfig, split_stratified, train_ensemble, train_model
+from frsurvey.training.train import TrainConfig, fold_ensemble, split_stratified, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 FOLDERS = ("first-cutouts", "mirabest-more")
 log = logging.getLogger("train_default")
+
+#: The recipe of the teacher's networks (epochs, patience, seed and validation share are set per run).
+MEMBER = TrainConfig(
+    arch="plain",
+    epochs=40,
+    lr=2e-3,
+    weight_decay=5e-4,
+    warmup_epochs=3,
+    orientation="mixed",
+    label_smoothing=0.05,
+    tta=False,
+)
+#: The student's network: the members' turned to the standard orientation, with the spread head.
+STUDENT_NET = {"align": True, "spread_head": True}
 
 
 def load_cutouts(data: Path, variants: int, seed: int) -> dict[str, np.ndarray]:
@@ -176,11 +199,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED), help="the shared data directory (default: %(default)s)")
     p.add_argument("--out-dir", default=str(ROOT / "checkpoints"), help="where to write (default: %(default)s)")
-    p.add_argument("--width", type=int, default=16, help="network width (default: %(default)s)")
-    p.add_argument(
-        "--head-pool", type=int, default=3, help="cells of the last feature map the head sees (default: %(default)s)"
-    )
-    p.add_argument("--epochs", type=int, default=30, help="epochs per network (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=MEMBER.epochs, help="epochs per network (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     p.add_argument("--cutout-weight", type=float, default=4.0, help="sampling weight of a cutout vs a FRDEEP-F image")
     p.add_argument("--variants", type=int, default=8, help="perturbed versions of each cutout (default: %(default)s)")
@@ -188,11 +207,17 @@ def main(argv=None) -> int:
     p.add_argument("--split-seed", type=int, default=20261202, help="seed of the held-out split")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of the pool")
     p.add_argument("--seed", type=int, default=0, help="seed of the first network (default: %(default)s)")
-    p.add_argument("--cv", type=int, default=5, help="folds of the cross-validation (0: none; default: %(default)s)")
-    p.add_argument("--members", type=int, default=5, help="networks in the teacher ensemble (default: %(default)s)")
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=5,
+        help="folds of the cross-validation, networks of the teacher (default: %(default)s)",
+    )
     p.add_argument("--distill-epochs", type=int, default=30, help="epochs of the student (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.cv < 2:
+        p.error("--cv must be at least 2: the teacher is the cross-validation's fold networks")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -208,48 +233,33 @@ def main(argv=None) -> int:
     X, Y, origin, is_conf, weights = pool["X"], pool["Y"], pool["origin"], pool["is_conf"], pool["weights"]
     n_mb = len(mb["y"])
 
-    member_kwargs = {
-        "width": args.width,
-        "stem_stride": 2,
-        "stem_pool": True,
-        "radial": True,
-        "center_zoom": 3,
-        "align": True,
-        "head_pool": args.head_pool,
-    }
-    cfg = TrainConfig(
-        arch="cnn",
-        arch_kwargs=member_kwargs,
-        epochs=args.epochs,
-        patience=args.epochs,
-        lr=args.lr,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        tta=False,
+    cfg = replace(
+        MEMBER, epochs=args.epochs, patience=args.epochs, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction
     )
     metrics: dict = {}
-    if args.cv:
-        cv = cross_validate(
-            X,
-            Y,
-            cfg,
-            folds=args.cv,
-            seed=args.seed,
-            strata=pool["strata"],
-            weights=weights,
-            always_train=origin == 0,
-            subsets={"confident": is_conf, "uncertain": (origin == 1) & ~is_conf},
-        )
-        metrics["cross_validation"] = {
-            "folds": cv["folds"],
-            "scored": "the pool's cutouts (FRDEEP-F always in training); one network of the recipe per fold",
-            "summary": cv["summary"],
-            "pooled": {
-                k: {kk: v[kk] for kk in ("n", "accuracy", "accuracy_ci95", "roc_auc", "ece", "nll")}
-                for k, v in cv["pooled"].items()
-            },
-        }
-        log.info("cross-validation: %s", json.dumps(json_safe(metrics["cross_validation"]["pooled"])))
+    cv = cross_validate(
+        X,
+        Y,
+        cfg,
+        folds=args.cv,
+        seed=args.seed,
+        strata=pool["strata"],
+        weights=weights,
+        always_train=origin == 0,
+        subsets={"confident": is_conf, "uncertain": (origin == 1) & ~is_conf},
+        keep_models=True,
+    )
+    metrics["cross_validation"] = {
+        "folds": cv["folds"],
+        "scored": "the pool's cutouts (FRDEEP-F always in training); one network of the recipe per fold, one view",
+        "summary": cv["summary"],
+        "pooled": {
+            k: {kk: v[kk] for kk in ("n", "accuracy", "accuracy_ci95", "roc_auc", "ece", "nll")}
+            for k, v in cv["pooled"].items()
+        },
+    }
+    log.info("cross-validation: %s", json.dumps(json_safe(metrics["cross_validation"]["pooled"])))
+    log.info("cross-validation done (%.1f min)", (time.time() - t0) / 60)
 
     tr, va = split_stratified(Y * 2 + origin, args.val_fraction, args.seed)
     card = {
@@ -266,19 +276,25 @@ def main(argv=None) -> int:
         ],
         "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    common = {"val_images": X[va][:, 0], "val_labels": Y[va], "weights": weights[tr]}
-    teacher, _ = train_ensemble(
-        X[tr], Y[tr], cfg, members=args.members, card={**card, "name": "frsurvey-accurate"}, **common
-    )
-    log.info("teacher trained (%.1f min)", (time.time() - t0) / 60)
+    teacher = fold_ensemble(cv, X, Y, cfg, tta=True, card={**card, "name": "frsurvey-accurate"})
+    # The same networks, run once per (already randomly turned) training batch: 5 forwards, not 40.
+    one_pass_teacher = FRClassifier(teacher.net, {"tta": False, "uncertainty": "members"}).eval()
+    one_pass_teacher.temperature.copy_(teacher.temperature)
     student_cfg = replace(
         cfg,
-        arch_kwargs={**member_kwargs, "spread_head": True},
+        arch_kwargs=dict(STUDENT_NET),
         epochs=args.distill_epochs,
         patience=args.distill_epochs,
     )
     student, history = train_model(
-        X[tr], Y[tr], student_cfg, card={**card, "name": "frsurvey-default"}, teacher=teacher, **common
+        X[tr],
+        Y[tr],
+        student_cfg,
+        val_images=X[va][:, 0],
+        val_labels=Y[va],
+        weights=weights[tr],
+        card={**card, "name": "frsurvey-default"},
+        teacher=one_pass_teacher,
     )
     log.info("student trained (%.1f min)", (time.time() - t0) / 60)
 
@@ -308,7 +324,7 @@ def main(argv=None) -> int:
     metrics["minutes"] = (time.time() - t0) / 60
     for name, model in (("default", student), ("accurate", teacher)):
         own = {key: {k: v for k, v in m.items() if k not in ("prob", "spread")} for key, m in results[name].items()}
-        model.card["metrics"] = {**metrics, **own, "validation": model.card["metrics"]["validation"]}
+        model.card["metrics"] = {**model.card["metrics"], **metrics, **own}  # + validation or out_of_fold
         model.card["metrics_note"] = "heldout_*: the held-out split, never used for training or for any choice"
         save_model(model, out / f"frsurvey-{name}.pt")
     all_metrics = {"default": {}, "accurate": {}}

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, shared_data):
-    args = ["--epochs", "1", "--distill-epochs", "1", "--variants", "0", "--members", "2", "--cv", "0", "--width", "2"]
+    args = ["--epochs", "1", "--distill-epochs", "1", "--variants", "0", "--cv", "2", "--threads", "1"]
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_default.py"), "--data", str(shared_data),
          "--out-dir", str(tmp_path), *args],
@@ -26,8 +26,12 @@ def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, 
     default = load_model(tmp_path / "frsurvey-default.pt")
     accurate = load_model(tmp_path / "frsurvey-accurate.pt")
     assert default.views == 1 and default.uncertainty == "distilled"
-    assert accurate.views == 1 and accurate.uncertainty == "members" and len(accurate.net.members) == 2
+    # the teacher is the cross-validation's 2 fold networks, 8 views each, calibrated out of fold
+    assert accurate.views == 8 and accurate.uncertainty == "members" and len(accurate.net.members) == 2
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    oof = accurate.card["metrics"]["out_of_fold"]
+    assert oof["n"] == metrics["cross_validation"]["pooled"]["all"]["n"] == metrics["splits"]["n_pool_cutouts"]
+    assert default.card["metrics"]["validation"]["n"] > 0
     for name in ("default", "accurate"):
         for part in ("heldout_confident", "heldout_uncertain", "heldout_all", "frdeep_f_test"):
             m = metrics["models"][name][part]
