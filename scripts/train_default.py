@@ -9,7 +9,7 @@ Two checkpoints come out of one run:
   double 3x3 blocks 24-128 channels, 40 epochs, rotations by any angle
   plus flips, AdamW with warm-up and cosine decay, label smoothing 0.05),
   each image seen in its 8 dihedral views; ``FR_UNCERTAINTY`` is the
-  spread of its members. Its temperature is fitted on the out-of-fold
+  spread of its probability over the 8 views. Its temperature is fitted on the out-of-fold
   views (:func:`frsurvey.training.train.fold_ensemble`), so the CV figure and
   the teacher come from one set of trainings.
 - ``frsurvey-default.pt`` (``--model default``, what ``classify`` uses): one

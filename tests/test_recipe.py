@@ -27,7 +27,7 @@ def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, 
     accurate = load_model(tmp_path / "frsurvey-accurate.pt")
     assert default.views == 1 and default.uncertainty == "distilled"
     # the teacher is the cross-validation's 2 fold networks, 8 views each, calibrated out of fold
-    assert accurate.views == 8 and accurate.uncertainty == "members" and len(accurate.net.members) == 2
+    assert accurate.views == 8 and accurate.uncertainty == "views" and len(accurate.net.members) == 2
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     oof = accurate.card["metrics"]["out_of_fold"]
     assert oof["n"] == metrics["cross_validation"]["pooled"]["all"]["n"] == metrics["splits"]["n_pool_cutouts"]
