@@ -72,11 +72,15 @@ def test_the_recipe_study_cross_validates_each_recipe_and_tabulates_it():
         "weights": np.where(origin == 1, 4.0, 1.0),
         "strata": np.where(origin == 1, labels, -1),
     }
-    results = recipe_study.study(pool, ["plain", "plain-aligned"], folds=2, seed=0, epochs=1, val_fraction=0.2)
-    assert list(results) == ["plain", "plain-aligned"]
+    results = recipe_study.study(
+        pool, ["plain", "plain-aligned", "plain-soft"], folds=2, seed=0, epochs=1, val_fraction=0.2
+    )
+    assert list(results) == ["plain", "plain-aligned", "plain-soft"]
     for r in results.values():
         assert r["config"]["epochs"] == 1 and r["cpu_minutes"] > 0
         assert r["pooled"]["confident"]["n"] == 24 and r["pooled"]["uncertain"]["n"] == 12
         assert 0 <= r["pooled"]["confident"]["accuracy"] <= 1
+    assert results["plain-soft"]["config"]["uncertain_smoothing"] == 0.4
+    assert results["plain"]["config"]["uncertain_smoothing"] == 0.05
     text = recipe_study.table(results)
-    assert text.count("\n") == 3 and "| plain-aligned |" in text
+    assert text.count("\n") == 4 and "| plain-aligned |" in text

@@ -435,3 +435,34 @@ def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_o
             torch.testing.assert_close(member(x), fold_model.net(x))
     again = load_model(save_model(model, tmp_path / "teacher.pt"))
     np.testing.assert_array_equal(model.predict(x)[0].numpy(), again.predict(x)[0].numpy())
+
+
+def test_per_item_label_smoothing_is_torchs_label_smoothing_item_by_item():
+    """The soft-target loss: one value throughout is torch's label_smoothing; 0 and 1 are the label and uniform."""
+    import torch.nn.functional as F
+
+    from frsurvey.training.train import _smoothed_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(10, 2, generator=g), torch.randint(0, 2, (10,), generator=g)
+    for s in (0.0, 0.05, 0.4):
+        expected = F.cross_entropy(logits, y, label_smoothing=s)
+        assert torch.allclose(_smoothed_cross_entropy(logits, y, torch.full((10,), s)), expected, atol=1e-6)
+    s = torch.tensor([0.0] * 5 + [1.0] * 5)
+    by_item = torch.cat([F.cross_entropy(logits[:5], y[:5], reduction="none"), -F.log_softmax(logits[5:], -1).mean(-1)])
+    assert torch.allclose(_smoothed_cross_entropy(logits, y, s), by_item.mean(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_soft_targets_train_as_the_configs_smoothing_where_equal_and_differently_where_not(easy_data):
+    images, labels = easy_data
+    cfg = TrainConfig(
+        arch="cnn", arch_kwargs={"width": 4}, epochs=1, batch_size=16, device="cpu", seed=5, label_smoothing=0.05
+    )
+    a, _ = train_model(images[:32], labels[:32], cfg)
+    b, _ = train_model(images[:32], labels[:32], cfg, smoothing=np.full(32, 0.05))
+    c, _ = train_model(images[:32], labels[:32], cfg, smoothing=np.r_[np.full(16, 0.05), np.full(16, 0.4)])
+    assert weights_sha256(a.net.state_dict()) == weights_sha256(b.net.state_dict())
+    assert weights_sha256(a.net.state_dict()) != weights_sha256(c.net.state_dict())
+    with pytest.raises(ValueError, match="smoothing must be"):
+        train_model(images[:32], labels[:32], cfg, smoothing=np.full(31, 0.05))

@@ -123,6 +123,7 @@ def cross_validate(
     always_train: np.ndarray | None = None,
     subsets: dict[str, np.ndarray] | None = None,
     keep_models: bool = False,
+    smoothing: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train and score one model per fold; return per-fold metrics and their mean and spread.
 
@@ -153,6 +154,8 @@ def cross_validate(
         Also return the fold models (``models``, fold ``k`` never trained on
         the items with ``fold_of == k``), e.g. as the members of an ensemble
         whose out-of-fold scores are known.
+    smoothing : numpy.ndarray, optional
+        Per-item label smoothing, passed to ``train_model`` (soft targets).
 
     Returns
     -------
@@ -190,6 +193,7 @@ def cross_validate(
             val_images=val_images,
             val_labels=labels[train_idx[val]],
             weights=weights[train_idx[fit]],
+            smoothing=None if smoothing is None else np.asarray(smoothing)[train_idx[fit]],
         )
         test_images = images[test] if images.ndim == 3 else images[test][:, 0]
         prob[test], _ = predict(model, test_images)

@@ -358,6 +358,17 @@ def _distillation_loss(net, teacher: FRClassifier, x: torch.Tensor, y: torch.Ten
     return logits, loss
 
 
+def _smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+    """Return the mean cross-entropy with label smoothing ``smoothing[i]`` for item ``i``.
+
+    For one value throughout it is ``F.cross_entropy(logits, y, label_smoothing=s)``.
+    """
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    nll = -log_p.gather(1, y[:, None])[:, 0]
+    uniform = -log_p.mean(dim=-1)
+    return ((1 - smoothing) * nll + smoothing * uniform).mean()
+
+
 def _batch_of(images_t: torch.Tensor, ib: torch.Tensor, gen: torch.Generator) -> np.ndarray:
     """Return the uint8 images of the items ``ib``: one of each item's versions, at random, when there are several."""
     if images_t.ndim == 4:  # (N, V, H, W)
@@ -459,6 +470,7 @@ def train_model(
     card: dict[str, Any] | None = None,
     weights: np.ndarray | None = None,
     teacher: FRClassifier | None = None,
+    smoothing: np.ndarray | None = None,
 ) -> tuple[FRClassifier, dict[str, Any]]:
     """Train a model on canonical images and return it with its training history.
 
@@ -491,6 +503,11 @@ def train_model(
         with ``spread_head=True`` also learns to predict the spread of the
         teacher's members (:meth:`frsurvey.model.networks.SmallCNN.forward_spread`),
         its ``FR_UNCERTAINTY``.
+    smoothing : numpy.ndarray, optional
+        ``(N,)`` label smoothing of each training image in place of
+        ``config.label_smoothing``: its target puts ``1 - s/2`` on its label
+        and ``s/2`` on the other class (e.g. a larger ``s`` for sources whose
+        label is uncertain: soft targets). Not used with a ``teacher``.
 
     Returns
     -------
@@ -507,12 +524,17 @@ def train_model(
     labels = np.asarray(labels, dtype=np.int64)
     gen = seed_everything(cfg.seed)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
+    if smoothing is None:
+        smoothing = np.full(len(labels), cfg.label_smoothing)
+    smoothing = np.asarray(smoothing, dtype=np.float32)
+    if smoothing.shape != labels.shape or not np.all((smoothing >= 0) & (smoothing <= 1)):
+        raise ValueError(f"smoothing must be ({len(labels)},) values in [0, 1]")
     if val_images is None:
         tr, va = split_stratified(labels, cfg.val_fraction, cfg.seed)
         val_images, val_labels = images[va], labels[va]
         if val_images.ndim == 4:
             val_images = val_images[:, 0]
-        images, labels, weights = images[tr], labels[tr], weights[tr]
+        images, labels, weights, smoothing = images[tr], labels[tr], weights[tr], smoothing[tr]
     val_labels = np.asarray(val_labels, dtype=np.int64)
     device = resolve_device(cfg.device)
     net = build_model(cfg.arch, **cfg.arch_kwargs).to(device)
@@ -526,6 +548,7 @@ def train_model(
 
     # the loader draws indices; a batch's images are taken from the array (one version each) only then
     images_t = torch.from_numpy(images)
+    smoothing_t = torch.from_numpy(smoothing)
     data = TensorDataset(torch.arange(len(labels)), torch.from_numpy(labels))
     counts = np.bincount(labels, weights=weights, minlength=2).astype(float)
     if (cfg.balance and counts.min() > 0) or np.ptp(weights) > 0:
@@ -553,7 +576,7 @@ def train_model(
                 x = augment(x)
             if teacher is None:
                 logits = net(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                loss = _smoothed_cross_entropy(logits, y, smoothing_t[ib].to(device))
             else:
                 logits, loss = _distillation_loss(net, teacher, x, y, cfg)
             opt.zero_grad(set_to_none=True)
