@@ -237,6 +237,7 @@ def main(argv=None) -> int:
         MEMBER, epochs=args.epochs, patience=args.epochs, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction
     )
     metrics: dict = {}
+    subsets = {"confident": is_conf, "uncertain": (origin == 1) & ~is_conf}
     cv = cross_validate(
         X,
         Y,
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
         strata=pool["strata"],
         weights=weights,
         always_train=origin == 0,
-        subsets={"confident": is_conf, "uncertain": (origin == 1) & ~is_conf},
+        subsets=subsets,
         keep_models=True,
     )
     metrics["cross_validation"] = {
@@ -276,7 +277,17 @@ def main(argv=None) -> int:
         ],
         "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    teacher = fold_ensemble(cv, X, Y, cfg, tta=True, card={**card, "name": "frsurvey-accurate"})
+    teacher = fold_ensemble(cv, X, Y, cfg, tta=True, card={**card, "name": "frsurvey-accurate"}, subsets=subsets)
+    oof = {k[len("out_of_fold_") :]: v for k, v in teacher.card["metrics"].items() if k.startswith("out_of_fold_")}
+    for name, m in oof.items():
+        log.info(
+            "out of fold, 8 views, %s: n=%d accuracy %.3f AUC %.3f ECE %.3f",
+            name,
+            m["n"],
+            m["accuracy"],
+            m["roc_auc"],
+            m["ece"],
+        )
     # The same networks, run once per (already randomly turned) training batch: 5 forwards, not 40.
     one_pass_teacher = FRClassifier(teacher.net, {"tta": False, "uncertainty": "members"}).eval()
     one_pass_teacher.temperature.copy_(teacher.temperature)

@@ -31,6 +31,8 @@ def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     oof = accurate.card["metrics"]["out_of_fold"]
     assert oof["n"] == metrics["cross_validation"]["pooled"]["all"]["n"] == metrics["splits"]["n_pool_cutouts"]
+    for part in ("confident", "uncertain"):  # the subsets of the cross-validation, as the 8-view ensemble sees them
+        assert accurate.card["metrics"][f"out_of_fold_{part}"]["n"] == metrics["cross_validation"]["pooled"][part]["n"]
     assert default.card["metrics"]["validation"]["n"] > 0
     for name in ("default", "accurate"):
         for part in ("heldout_confident", "heldout_uncertain", "heldout_all", "frdeep_f_test"):

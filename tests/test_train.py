@@ -404,16 +404,19 @@ def test_the_plain_network_learns_and_reloads_and_aligned_is_dihedral_invariant(
 
 def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_of_fold(easy_data, tmp_path):
     """The teacher made of a cross-validation's fold networks: their mean, 8-view, and a temperature fitted out of fold."""
-    from frsurvey.training.evaluate import cross_validate
+    from frsurvey.training.evaluate import binary_metrics, cross_validate
     from frsurvey.training.train import fit_temperature, fold_ensemble
 
     images, labels = easy_data
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=2, batch_size=16, device="cpu", seed=5, tta=False)
     cv = cross_validate(images, labels, cfg, folds=3, seed=1, keep_models=True)
     assert len(cv["models"]) == 3 and sorted(set(cv["fold_of"].tolist())) == [0, 1, 2]
-    model = fold_ensemble(cv, images, labels, cfg, card={"name": "tiny-teacher"})
+    first = np.arange(len(labels)) < 20
+    model = fold_ensemble(cv, images, labels, cfg, card={"name": "tiny-teacher"}, subsets={"first": first})
     assert model.tta and model.views == 8 and model.card["arch"] == "ensemble"
     assert model.card["metrics"]["out_of_fold"]["n"] == len(labels)
+    # by subset: the same out-of-fold probabilities of the items in it
+    assert model.card["metrics"]["out_of_fold_first"]["n"] == 20
     # the temperature is the one of the out-of-fold views: fold k's network on the items of fold k only
     views = torch.cat(
         [
@@ -424,6 +427,11 @@ def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_o
     )
     y = torch.from_numpy(np.concatenate([labels[cv["fold_of"] == k] for k in range(3)]).astype(np.int64))
     assert float(model.temperature) == pytest.approx(fit_temperature(views, y), rel=1e-4)
+    p = torch.softmax(views / model.temperature, dim=-1).mean(dim=0)[:, 1].numpy()
+    sel = first[np.concatenate([np.flatnonzero(cv["fold_of"] == k) for k in range(3)])]
+    expected = binary_metrics(y.numpy()[sel], p[sel])
+    assert model.card["metrics"]["out_of_fold_first"]["accuracy"] == pytest.approx(expected["accuracy"])
+    assert model.card["metrics"]["out_of_fold_first"]["nll"] == pytest.approx(expected["nll"], rel=1e-4)
     # without test-time augmentation: the unturned view only (view 0 of the 8), one pass per item
     one_view = fold_ensemble(cv, images, labels, cfg, tta=False)
     assert not one_view.tta and one_view.uncertainty == "members" and one_view.views == 1

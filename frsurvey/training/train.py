@@ -766,6 +766,7 @@ def fold_ensemble(
     config: TrainConfig,
     tta: bool = True,
     card: dict[str, Any] | None = None,
+    subsets: dict[str, np.ndarray] | None = None,
 ) -> FRClassifier:
     """Return the ensemble of the fold models of a cross-validation, calibrated out of fold.
 
@@ -783,6 +784,9 @@ def fold_ensemble(
         The ensemble averages its probabilities over the 8 dihedral views.
     card : dict, optional
         Extra model-card entries.
+    subsets : dict, optional
+        Named boolean masks over the items (as for ``cross_validate``): the
+        out-of-fold metrics are also given over each scored subset.
 
     Returns
     -------
@@ -793,7 +797,9 @@ def fold_ensemble(
         image the calibration sees trained the network that scores it (the
         ensemble's mean is a little less confident than one member, so this
         errs on the side of caution). ``card["metrics"]["out_of_fold"]``:
-        the members' pooled out-of-fold metrics after calibration.
+        the members' pooled out-of-fold metrics after calibration (the
+        figure of the cross-validation seen as the ensemble sees an image:
+        8 views with ``tta``), and ``out_of_fold_<name>`` per subset.
     """
     models = cv["models"]
     fold_of = np.asarray(cv["fold_of"])
@@ -807,6 +813,11 @@ def fold_ensemble(
     oof_labels = np.asarray(labels)[np.concatenate(per_fold)]
     temperature = fit_temperature(views, torch.from_numpy(oof_labels.astype(np.int64)))
     oof_prob = torch.softmax(views / temperature, dim=-1).mean(dim=0)[:, 1].numpy()
+    oof_metrics = {"out_of_fold": binary_metrics(oof_labels, oof_prob)}
+    order = np.concatenate(per_fold)
+    for name, mask in (subsets or {}).items():
+        sel = np.asarray(mask, bool)[order]
+        oof_metrics[f"out_of_fold_{name}"] = binary_metrics(oof_labels[sel], oof_prob[sel])
     ensemble, spec = _ensemble_net([m.net for m in models], config)
     model = FRClassifier(ensemble, {"tta": tta, "uncertainty": uncertainty_method(ensemble, tta)}).eval()
     model.temperature.fill_(temperature)
@@ -818,7 +829,7 @@ def fold_ensemble(
             "arch_kwargs": {"members": spec},
             "n_train": int(min(m.card["n_train"] for m in models)),
             "calibration": "temperature fitted on the out-of-fold views of the cross-validation's fold networks",
-            "metrics": {"out_of_fold": binary_metrics(oof_labels, oof_prob)},
+            "metrics": oof_metrics,
             "history": models[0].card["history"],
             "member_best_epochs": [m.card["history"]["best_epoch"] for m in models],
         }
