@@ -11,9 +11,10 @@ ECE (confident), and the CPU-minutes it took (process time, all threads).
 
 Recipes (:data:`RECIPES`):
 
-- ``narrow-aligned``: the members' network and schedule of the models
-  shipped before (aligned ``cnn`` of width 16, 30 epochs);
-- ``plain``: the recipe of train_default.py's teacher networks
+- ``narrow-aligned``: the members' network and schedule of the shipped
+  models (:data:`train_default.NARROW_ALIGNED_NET`: aligned ``cnn`` of
+  width 16, 30 epochs);
+- ``plain``: train_default.py's ``--recipe plain``
   (:data:`train_default.MEMBER`: :class:`frsurvey.model.networks.PlainCNN`,
   four double 3x3 blocks 24-128 channels on the image pooled 2x2, batch
   norm, global average pooling, dropout 0.3), 40 epochs, rotations by any
@@ -47,26 +48,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_default import MEMBER, SHARED, prepare_pool
+from train_default import RECIPES as TRAIN_DEFAULT_RECIPES
 
 from frsurvey.training.evaluate import cross_validate, json_safe
 from frsurvey.training.train import TrainConfig
 
 log = logging.getLogger("recipe_study")
 
-#: The members' network of the models shipped before the plain recipe.
-NARROW_ALIGNED_NET = {
-    "width": 16,
-    "stem_stride": 2,
-    "stem_pool": True,
-    "radial": True,
-    "center_zoom": 3,
-    "align": True,
-    "head_pool": 3,
-}
 #: The recipes by name: the TrainConfig of one network (epochs, patience and seed are set per run).
 RECIPES: dict[str, TrainConfig] = {
-    "narrow-aligned": TrainConfig(arch="cnn", arch_kwargs=NARROW_ALIGNED_NET, epochs=30, lr=2e-3, tta=False),
-    "plain": MEMBER,
+    **TRAIN_DEFAULT_RECIPES,
     "plain-aligned": replace(MEMBER, arch_kwargs={"align": True}),
     "plain-long": replace(MEMBER, epochs=80),
     "plain-soft": MEMBER,

@@ -3,15 +3,20 @@
 
 Two checkpoints come out of one run:
 
-- ``frsurvey-accurate.pt`` (``--model accurate``): the teacher, the
-  ensemble of the ``--cv`` networks of the cross-validation below (the
-  recipe :data:`MEMBER`: :class:`frsurvey.model.networks.PlainCNN`, four
-  double 3x3 blocks 24-128 channels, 40 epochs, rotations by any angle
-  plus flips, AdamW with warm-up and cosine decay, label smoothing 0.05),
-  each image seen in its 8 dihedral views; ``FR_UNCERTAINTY`` is the
-  spread of its probability over the 8 views. Its temperature is fitted on the out-of-fold
-  views (:func:`frsurvey.training.train.fold_ensemble`), so the CV figure and
-  the teacher come from one set of trainings.
+- ``frsurvey-accurate.pt`` (``--model accurate``): the teacher, an
+  ensemble of networks of the ``--recipe`` (:data:`RECIPES`). By default
+  (``--teacher members``, how the shipped files were made) ``--members``
+  networks of the ``narrow-aligned`` recipe (:data:`NARROW_ALIGNED_NET`, the
+  winner of the recipe study by cross-validation; 30 epochs) trained on the
+  pool with seeds 0, 1, ..., calibrated on its validation split. With
+  ``--teacher folds`` the teacher is the ensemble of the ``--cv`` fold
+  networks of the cross-validation below, temperature fitted on their
+  out-of-fold views (:func:`frsurvey.training.train.fold_ensemble`), so the
+  CV figure and the teacher come from one set of trainings. A recipe whose
+  networks are not turned to the standard orientation (``plain``:
+  :data:`MEMBER`) is averaged over the 8 dihedral views, and its
+  ``FR_UNCERTAINTY`` is the spread over them; aligned networks are
+  invariant and run once, and ``FR_UNCERTAINTY`` is their spread.
 - ``frsurvey-default.pt`` (``--model default``, what ``classify`` uses): one
   network, one forward pass per source. It turns every image into a
   standard orientation first (:func:`frsurvey.model.networks.align_orientation`),
@@ -37,12 +42,12 @@ The recipe:
    by MiraBest class code (class, confidence, morphology), with a fixed
    seed. Never used for training, for choosing anything, or for calibration;
    reported once, at the end.
-5. The pool (FRDEEP-F train + the other cutouts): ``--cv``-fold
-   cross-validation of the recipe over the pool's cutouts (FRDEEP-F always
-   trains), the figure every recipe choice was made on
-   (``scripts/recipe_study.py``); its fold networks are the teacher. A
-   stratified validation split of the pool then chooses the student's epoch
-   and calibrates its temperature; the student trains on the rest.
+5. The pool (FRDEEP-F train + the other cutouts): with ``--cv`` (off by
+   default), a cross-validation of the recipe over the pool's cutouts
+   (FRDEEP-F always trains), the figure every recipe choice was made on
+   (``scripts/recipe_study.py``). A stratified validation split of the pool
+   chooses the epochs and calibrates the temperatures; the teacher's
+   members (``--teacher members``) and the student train on the rest.
 6. Metrics of both models on the held-out split (confident, uncertain, all,
    with 95% intervals) and on FRDEEP-F test, their agreement, and the
    checkpoints, ``metrics.json``, ``splits.json`` and figures (reliability
@@ -74,14 +79,24 @@ from frsurvey.model.classifier import FRClassifier
 from frsurvey.training.data import frdeep_data
 from frsurvey.training.datasets import LabeledCatalog, find_duplicates
 from frsurvey.training.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
-from frsurvey.training.train import TrainConfig, fold_ensemble, split_stratified, train_model
+from frsurvey.training.train import TrainConfig, fold_ensemble, split_stratified, train_ensemble, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 FOLDERS = ("first-cutouts", "mirabest-more")
 log = logging.getLogger("train_default")
 
-#: The recipe of the teacher's networks (epochs, patience, seed and validation share are set per run).
+#: The members' network of the shipped models (aligned ``cnn`` of width 16; 30 epochs).
+NARROW_ALIGNED_NET = {
+    "width": 16,
+    "stem_stride": 2,
+    "stem_pool": True,
+    "radial": True,
+    "center_zoom": 3,
+    "align": True,
+    "head_pool": 3,
+}
+#: The plain recipe of issue 19 (epochs, patience, seed and validation share are set per run).
 MEMBER = TrainConfig(
     arch="plain",
     epochs=40,
@@ -92,8 +107,16 @@ MEMBER = TrainConfig(
     label_smoothing=0.05,
     tta=False,
 )
-#: The student's network: the members' turned to the standard orientation, with the spread head.
-STUDENT_NET = {"align": True, "spread_head": True}
+#: The recipes of the teacher's networks by name (``--recipe``); the first is the default, the CV winner.
+RECIPES: dict[str, TrainConfig] = {
+    "narrow-aligned": TrainConfig(arch="cnn", arch_kwargs=NARROW_ALIGNED_NET, epochs=30, lr=2e-3, tta=False),
+    "plain": MEMBER,
+}
+#: The student's network per recipe: the members' turned to the standard orientation, with the spread head.
+STUDENT_NETS: dict[str, dict] = {
+    "narrow-aligned": {**NARROW_ALIGNED_NET, "spread_head": True},
+    "plain": {"align": True, "spread_head": True},
+}
 
 
 def load_cutouts(data: Path, variants: int, seed: int) -> dict[str, np.ndarray]:
@@ -195,11 +218,47 @@ def prepare_pool(data: Path, variants: int, heldout: float, split_seed: int, cut
     }
 
 
+def cross_validation(
+    X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, args, pool: dict, subsets: dict, keep_models: bool
+) -> dict:
+    """Return :func:`cross_validate` of ``cfg`` over the pool's cutouts, with ``metrics`` for the model card."""
+    cv = cross_validate(
+        X,
+        Y,
+        cfg,
+        folds=args.cv,
+        seed=args.seed,
+        strata=pool["strata"],
+        weights=pool["weights"],
+        always_train=pool["origin"] == 0,
+        subsets=subsets,
+        keep_models=keep_models,
+    )
+    cv["metrics"] = {
+        "folds": cv["folds"],
+        "recipe": args.recipe,
+        "scored": "the pool's cutouts (FRDEEP-F always in training); one network of the recipe per fold, one view",
+        "summary": cv["summary"],
+        "pooled": {
+            k: {kk: v[kk] for kk in ("n", "accuracy", "accuracy_ci95", "roc_auc", "ece", "nll")}
+            for k, v in cv["pooled"].items()
+        },
+    }
+    log.info("cross-validation: %s", json.dumps(json_safe(cv["metrics"]["pooled"])))
+    return cv
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED), help="the shared data directory (default: %(default)s)")
     p.add_argument("--out-dir", default=str(ROOT / "checkpoints"), help="where to write (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=MEMBER.epochs, help="epochs per network (default: %(default)s)")
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default=next(iter(RECIPES)),
+        help="the teacher's networks (default: %(default)s, the winner of the recipe study by CV)",
+    )
+    p.add_argument("--epochs", type=int, help="epochs per network (default: the recipe's)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     p.add_argument("--cutout-weight", type=float, default=4.0, help="sampling weight of a cutout vs a FRDEEP-F image")
     p.add_argument("--variants", type=int, default=8, help="perturbed versions of each cutout (default: %(default)s)")
@@ -208,16 +267,21 @@ def main(argv=None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of the pool")
     p.add_argument("--seed", type=int, default=0, help="seed of the first network (default: %(default)s)")
     p.add_argument(
-        "--cv",
-        type=int,
-        default=5,
-        help="folds of the cross-validation, networks of the teacher (default: %(default)s)",
+        "--teacher",
+        choices=["members", "folds"],
+        default="members",
+        help="members: --members networks trained on the pool (how the shipped files were made); "
+        "folds: the cross-validation's fold networks, calibrated out of fold (default: %(default)s)",
     )
+    p.add_argument("--members", type=int, default=5, help="networks of a members teacher (default: %(default)s)")
+    p.add_argument("--cv", type=int, default=0, help="folds of the cross-validation (0: none; default: %(default)s)")
     p.add_argument("--distill-epochs", type=int, default=30, help="epochs of the student (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args(argv)
-    if args.cv < 2:
-        p.error("--cv must be at least 2: the teacher is the cross-validation's fold networks")
+    if args.cv == 1 or args.cv < 0:
+        p.error("--cv must be 0 (none) or at least 2")
+    if args.teacher == "folds" and not args.cv:
+        p.error("--teacher folds needs --cv (at least 2): the teacher is the cross-validation's fold networks")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -233,35 +297,17 @@ def main(argv=None) -> int:
     X, Y, origin, is_conf, weights = pool["X"], pool["Y"], pool["origin"], pool["is_conf"], pool["weights"]
     n_mb = len(mb["y"])
 
-    cfg = replace(
-        MEMBER, epochs=args.epochs, patience=args.epochs, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction
-    )
+    recipe = RECIPES[args.recipe]
+    epochs = args.epochs or recipe.epochs
+    cfg = replace(recipe, epochs=epochs, patience=epochs, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction)
+    invariant = bool(cfg.arch_kwargs.get("align"))  # aligned networks see the 8 views alike: no TTA
     metrics: dict = {}
     subsets = {"confident": is_conf, "uncertain": (origin == 1) & ~is_conf}
-    cv = cross_validate(
-        X,
-        Y,
-        cfg,
-        folds=args.cv,
-        seed=args.seed,
-        strata=pool["strata"],
-        weights=weights,
-        always_train=origin == 0,
-        subsets=subsets,
-        keep_models=True,
-    )
-    metrics["cross_validation"] = {
-        "folds": cv["folds"],
-        "scored": "the pool's cutouts (FRDEEP-F always in training); one network of the recipe per fold, one view",
-        "summary": cv["summary"],
-        "pooled": {
-            k: {kk: v[kk] for kk in ("n", "accuracy", "accuracy_ci95", "roc_auc", "ece", "nll")}
-            for k, v in cv["pooled"].items()
-        },
-    }
-    log.info("cross-validation: %s", json.dumps(json_safe(metrics["cross_validation"]["pooled"])))
-    log.info("cross-validation done (%.1f min)", (time.time() - t0) / 60)
-
+    cv = {}
+    if args.cv:
+        cv = cross_validation(X, Y, cfg, args, pool, subsets, keep_models=args.teacher == "folds")
+        metrics["cross_validation"] = cv["metrics"]
+        log.info("cross-validation done (%.1f min)", (time.time() - t0) / 60)
     tr, va = split_stratified(Y * 2 + origin, args.val_fraction, args.seed)
     card = {
         "training_data": [
@@ -277,23 +323,31 @@ def main(argv=None) -> int:
         ],
         "recipe": "scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    teacher = fold_ensemble(cv, X, Y, cfg, tta=True, card={**card, "name": "frsurvey-accurate"}, subsets=subsets)
-    oof = {k[len("out_of_fold_") :]: v for k, v in teacher.card["metrics"].items() if k.startswith("out_of_fold_")}
-    for name, m in oof.items():
-        log.info(
-            "out of fold, 8 views, %s: n=%d accuracy %.3f AUC %.3f ECE %.3f",
-            name,
-            m["n"],
-            m["accuracy"],
-            m["roc_auc"],
-            m["ece"],
+    if args.teacher == "folds":
+        teacher = fold_ensemble(
+            cv, X, Y, cfg, tta=not invariant, card={**card, "name": "frsurvey-accurate"}, subsets=subsets
         )
+        for name in subsets:
+            m = teacher.card["metrics"][f"out_of_fold_{name}"]
+            log.info("out of fold, as the teacher sees them, %s: n=%d accuracy %.3f", name, m["n"], m["accuracy"])
+    else:
+        teacher, _ = train_ensemble(
+            X[tr],
+            Y[tr],
+            replace(cfg, tta=not invariant),
+            members=args.members,
+            val_images=X[va][:, 0],
+            val_labels=Y[va],
+            weights=weights[tr],
+            card={**card, "name": "frsurvey-accurate"},
+        )
+    log.info("teacher trained (%.1f min)", (time.time() - t0) / 60)
     # The same networks, run once per (already randomly turned) training batch: 5 forwards, not 40.
     one_pass_teacher = FRClassifier(teacher.net, {"tta": False, "uncertainty": "members"}).eval()
     one_pass_teacher.temperature.copy_(teacher.temperature)
     student_cfg = replace(
         cfg,
-        arch_kwargs=dict(STUDENT_NET),
+        arch_kwargs=dict(STUDENT_NETS[args.recipe]),
         epochs=args.distill_epochs,
         patience=args.distill_epochs,
     )

@@ -17,7 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, shared_data):
-    args = ["--epochs", "1", "--distill-epochs", "1", "--variants", "0", "--cv", "2", "--threads", "1"]
+    # the default recipe (the shipped files'), with the cross-validation on and a smaller teacher
+    args = [
+        "--epochs",
+        "1",
+        "--distill-epochs",
+        "1",
+        "--variants",
+        "0",
+        "--cv",
+        "2",
+        "--members",
+        "2",
+        "--threads",
+        "1",
+    ]
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_default.py"), "--data", str(shared_data),
          "--out-dir", str(tmp_path), *args],
@@ -26,13 +40,15 @@ def test_the_recipe_writes_both_models_their_metrics_and_clean_splits(tmp_path, 
     default = load_model(tmp_path / "frsurvey-default.pt")
     accurate = load_model(tmp_path / "frsurvey-accurate.pt")
     assert default.views == 1 and default.uncertainty == "distilled"
-    # the teacher is the cross-validation's 2 fold networks, 8 views each, calibrated out of fold
-    assert accurate.views == 8 and accurate.uncertainty == "views" and len(accurate.net.members) == 2
+    # the teacher: 2 aligned networks trained on the pool (invariant: one view each), calibrated on its validation split
+    assert accurate.views == 1 and accurate.uncertainty == "members" and len(accurate.net.members) == 2
+    assert accurate.net.members[0].view.align and default.net.view.align
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    oof = accurate.card["metrics"]["out_of_fold"]
-    assert oof["n"] == metrics["cross_validation"]["pooled"]["all"]["n"] == metrics["splits"]["n_pool_cutouts"]
-    for part in ("confident", "uncertain"):  # the subsets of the cross-validation, as the 8-view ensemble sees them
-        assert accurate.card["metrics"][f"out_of_fold_{part}"]["n"] == metrics["cross_validation"]["pooled"][part]["n"]
+    cv = metrics["cross_validation"]
+    assert cv["recipe"] == "narrow-aligned" and cv["folds"] == 2
+    assert cv["pooled"]["all"]["n"] == metrics["splits"]["n_pool_cutouts"]
+    assert cv["pooled"]["confident"]["n"] + cv["pooled"]["uncertain"]["n"] == cv["pooled"]["all"]["n"]
+    assert accurate.card["metrics"]["validation"]["n"] > 0
     assert default.card["metrics"]["validation"]["n"] > 0
     for name in ("default", "accurate"):
         for part in ("heldout_confident", "heldout_uncertain", "heldout_all", "frdeep_f_test"):
