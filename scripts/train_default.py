@@ -11,7 +11,7 @@ Two checkpoints come out of one run:
   pool with seeds 0, 1, ..., calibrated on its validation split. With
   ``--teacher folds`` the teacher is the ensemble of the ``--cv`` fold
   networks of the cross-validation below, temperature fitted on their
-  out-of-fold views (:func:`frsurvey.training.train.fold_ensemble`), so the
+  out-of-fold views (:func:`frsurvey.training.ensemble.fold_ensemble`), so the
   CV figure and the teacher come from one set of trainings. A recipe whose
   networks are not turned to the standard orientation (``plain``:
   :data:`MEMBER`) is averaged over the 8 dihedral views, and its
@@ -78,8 +78,9 @@ from frsurvey.model.checkpoint import file_sha256, save_model
 from frsurvey.model.classifier import FRClassifier
 from frsurvey.training.data import frdeep_data
 from frsurvey.training.datasets import LabeledCatalog, find_duplicates
+from frsurvey.training.ensemble import fold_ensemble, train_ensemble
 from frsurvey.training.evaluate import cross_validate, evaluate_model, json_safe, predict, write_report
-from frsurvey.training.train import TrainConfig, fold_ensemble, split_stratified, train_ensemble, train_model
+from frsurvey.training.train import TrainConfig, split_stratified, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

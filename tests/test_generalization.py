@@ -318,7 +318,7 @@ def test_cross_validation_cli(tmp_path, first_cutouts):
 @pytest.mark.slow
 def test_ensemble_averages_its_members_and_reloads(tmp_path):
     from frsurvey.model.checkpoint import load_model, save_model
-    from frsurvey.training.train import train_ensemble
+    from frsurvey.training.ensemble import train_ensemble
 
     images, labels = synthetic_training_set(24, seed=6)
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 2, "stem_stride": 2}, epochs=1, batch_size=8, seed=3)

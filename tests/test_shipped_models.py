@@ -18,8 +18,9 @@ from frsurvey.model.networks import align_orientation, build_model, dihedral, or
 from frsurvey.run.engine import numeric_settings
 from frsurvey.training.augment import rotate
 from frsurvey.training.datasets import LabeledCatalog
+from frsurvey.training.ensemble import train_ensemble
 from frsurvey.training.evaluate import predict
-from frsurvey.training.train import TrainConfig, _recompute_batch_norm, train_ensemble, train_model
+from frsurvey.training.train import TrainConfig, _recompute_batch_norm, train_model
 
 #: Largest change of P(FRII) allowed between the 8 dihedral transforms of an image, for an aligned model:
 #: the alignment resamples the same pixels at positions that agree to ~1e-12 pixel, so only float32

@@ -404,8 +404,9 @@ def test_the_plain_network_learns_and_reloads_and_aligned_is_dihedral_invariant(
 
 def test_the_fold_ensemble_holds_the_cross_validations_networks_calibrated_out_of_fold(easy_data, tmp_path):
     """The teacher made of a cross-validation's fold networks: their mean, 8-view, and a temperature fitted out of fold."""
+    from frsurvey.training.ensemble import fold_ensemble
     from frsurvey.training.evaluate import binary_metrics, cross_validate
-    from frsurvey.training.train import fit_temperature, fold_ensemble
+    from frsurvey.training.train import fit_temperature
 
     images, labels = easy_data
     cfg = TrainConfig(arch="cnn", arch_kwargs={"width": 4}, epochs=2, batch_size=16, device="cpu", seed=5, tta=False)

@@ -1,7 +1,7 @@
 """One training run as ``frsurvey train`` makes it: train, score, and fill in the model card.
 
 :func:`run_training` trains one network (:func:`frsurvey.training.train.train_model`)
-or an ensemble (:func:`frsurvey.training.train.train_ensemble`) on labeled data,
+or an ensemble (:func:`frsurvey.training.ensemble.train_ensemble`) on labeled data,
 names the model and its training data in its card, scores it on FRDEEP-F's
 test split, and says in its card when it did not learn::
 
@@ -23,8 +23,9 @@ from typing import Any
 
 from ..model.classifier import FRClassifier
 from .data import LabeledData, frdeep_data
+from .ensemble import train_ensemble
 from .evaluate import evaluate_model
-from .train import TrainConfig, learning_failure, train_ensemble, train_model
+from .train import TrainConfig, learning_failure, train_model
 
 __all__ = ["TrainingRun", "record_learning_failure", "record_test_metrics", "run_training"]
 
